@@ -1,0 +1,2 @@
+/** Placeholder: filled by the issue that builds this package. */
+export const packageName = '@pgstate/meltano';

@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  resolve: { conditions: ['pgstate-source'] },
+  ssr: { resolve: { conditions: ['pgstate-source'] } },
+  test: {
+    include: ['test/**/*.test.ts'],
+    passWithNoTests: true,
+    globalSetup: ['./test/global-setup.ts'],
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+  },
+});
