@@ -1,3 +1,4 @@
+import 'vitest';
 import { vitestGlobalSetup } from '@pgstate/core/testing';
 import type { TestProject } from 'vitest/node';
 
