@@ -1,0 +1,101 @@
+// Generates the committed SQL migrations from the Drizzle templates in src/templates/*.ts, or checks that they agree.
+//   node scripts/migrations.mjs generate [set] [--name <migration name>]
+//   node scripts/migrations.mjs check          (part of `pnpm test`)
+// One migration set per template file: src/templates/<set>.ts -> drizzle/<set>/.
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const drizzleKit = path.join(root, 'node_modules', '.bin', 'drizzle-kit');
+const templatesDir = path.join(root, 'src', 'templates');
+const sets = fs
+  .readdirSync(templatesDir)
+  .filter((f) => f.endsWith('.ts'))
+  .map((f) => f.slice(0, -3))
+  .sort();
+
+async function generate(set, out, name) {
+  const args = ['generate', '--dialect', 'postgresql', '--schema', path.join(templatesDir, `${set}.ts`), '--out', out];
+  if (name) args.push('--name', name);
+  const { stdout, stderr } = await run(drizzleKit, args, { cwd: root, maxBuffer: 16 << 20 });
+  return stdout + stderr;
+}
+
+const sqlFiles = (dir) =>
+  fs.existsSync(dir)
+    ? fs
+        .readdirSync(dir)
+        .filter((f) => f.endsWith('.sql'))
+        .sort()
+    : [];
+
+async function check(set) {
+  const committed = path.join(root, 'drizzle', set);
+  const problems = [];
+  if (sqlFiles(committed).length === 0) return [`${set}: no committed migrations in drizzle/${set}`];
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), `pgstate-migrations-${set}-`));
+  try {
+    // 1. Generating on top of the committed snapshots must find nothing to do.
+    const onTop = path.join(tmp, 'on-top');
+    fs.cpSync(committed, onTop, { recursive: true });
+    await generate(set, onTop);
+    const extra = sqlFiles(onTop).filter((f) => !sqlFiles(committed).includes(f));
+    if (extra.length > 0) {
+      const sql = fs.readFileSync(path.join(onTop, extra[0]), 'utf8');
+      problems.push(`${set}: the Drizzle definitions changed but no migration was generated:\n${sql}`);
+    }
+    // 2. The committed SQL must be what drizzle-kit produces (catches hand edits): compare a fresh generation with
+    //    the first migration when it is the only one, and every snapshot with its journal entry.
+    const fresh = path.join(tmp, 'fresh');
+    await generate(set, fresh);
+    const journal = JSON.parse(fs.readFileSync(path.join(committed, 'meta', '_journal.json'), 'utf8'));
+    const tags = journal.entries.map((e) => `${e.tag}.sql`);
+    const files = sqlFiles(committed);
+    if (JSON.stringify(tags) !== JSON.stringify(files)) {
+      problems.push(`${set}: meta/_journal.json lists ${tags.join(', ')} but the folder has ${files.join(', ')}`);
+    }
+    if (problems.length === 0 && files.length === 1) {
+      const freshSql = fs.readFileSync(path.join(fresh, sqlFiles(fresh)[0]), 'utf8');
+      const committedSql = fs.readFileSync(path.join(committed, files[0]), 'utf8');
+      if (freshSql !== committedSql) {
+        problems.push(`${set}: drizzle/${set}/${files[0]} differs from what drizzle-kit generates:\n${freshSql}`);
+      }
+    }
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+  return problems;
+}
+
+const [command, ...rest] = process.argv.slice(2);
+const nameAt = rest.indexOf('--name');
+const name = nameAt >= 0 ? rest[nameAt + 1] : undefined;
+const only = rest.find((a, i) => !a.startsWith('--') && i !== nameAt + 1);
+const selected = only ? [only] : sets;
+if (only && !sets.includes(only)) {
+  console.error(`unknown migration set "${only}"; known: ${sets.join(', ')}`);
+  process.exit(2);
+}
+
+if (command === 'generate') {
+  for (const set of selected) {
+    const output = await generate(set, path.join(root, 'drizzle', set), name);
+    console.log(`${set}: ${output.includes('No schema changes') ? 'no changes' : 'generated'}`);
+  }
+} else if (command === 'check') {
+  const problems = (await Promise.all(selected.map(check))).flat();
+  if (problems.length > 0) {
+    console.error(problems.join('\n\n'));
+    console.error('\nRun `pnpm --filter @pgstate/schema migrations:generate` and commit drizzle/.');
+    process.exit(1);
+  }
+  console.log(`migrations agree with the Drizzle definitions (${selected.join(', ')})`);
+} else {
+  console.error('usage: migrations.mjs generate [set] [--name n] | check [set]');
+  process.exit(2);
+}

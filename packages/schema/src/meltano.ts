@@ -1,0 +1,59 @@
+import { text, timestamp, varchar } from 'drizzle-orm/pg-core';
+import { schemaFor, tableName } from './names.js';
+
+export const MELTANO_DEFAULT_SCHEMA = 'public';
+export const MELTANO_DEFAULT_STATE_TABLE = 'state';
+
+export interface MeltanoSeedNames {
+  /** Default `public` (the seed takes it from the URL path `/database/schema`). */
+  schema?: string;
+}
+
+/**
+ * The seed plugin's two tables (fixed table names, configurable schema). `expires_at` is pgstate's addition: a
+ * real lease expiry. It is nullable so lock rows written by the Python seed plugin (no expiry) still read fine.
+ */
+export function meltanoSeedTables(names: MeltanoSeedNames = {}) {
+  const schema = schemaFor(names.schema ?? MELTANO_DEFAULT_SCHEMA);
+  const state = schema.table('meltano_state', {
+    stateId: varchar('state_id', { length: 900 }).primaryKey(),
+    partialState: text('partial_state'),
+    completedState: text('completed_state'),
+    updatedAt: timestamp('updated_at').defaultNow(),
+  });
+  const locks = schema.table('meltano_state_locks', {
+    stateId: varchar('state_id', { length: 900 }).primaryKey(),
+    lockedAt: timestamp('locked_at').defaultNow(),
+    lockId: varchar('lock_id', { length: 255 }),
+    expiresAt: timestamp('expires_at', { withTimezone: true }),
+  });
+  return { state, locks };
+}
+
+export interface MeltanoStateTableNames {
+  /** Default `public`. */
+  schema?: string;
+  /** Default `state`. */
+  table?: string;
+  /**
+   * `plugin` (meltano-state-backend-postgresql: `updated_at DEFAULT CURRENT_TIMESTAMP`) or `systemdb` (Meltano's
+   * system database: no server default). Same four columns either way.
+   */
+  layout?: 'plugin' | 'systemdb';
+}
+
+/** The one-table `state` layout shared by the upstream postgresql plugin and Meltano's systemdb. */
+export function meltanoStateTable(names: MeltanoStateTableNames = {}) {
+  const schema = schemaFor(names.schema ?? MELTANO_DEFAULT_SCHEMA);
+  const table = tableName(names.table ?? MELTANO_DEFAULT_STATE_TABLE);
+  const updatedAt = timestamp('updated_at');
+  return schema.table(table, {
+    stateId: varchar('state_id', { length: 900 }).primaryKey(),
+    partialState: text('partial_state'),
+    completedState: text('completed_state'),
+    updatedAt: names.layout === 'systemdb' ? updatedAt : updatedAt.defaultNow(),
+  });
+}
+
+export type MeltanoSeedTables = ReturnType<typeof meltanoSeedTables>;
+export type MeltanoStateTable = ReturnType<typeof meltanoStateTable>;

@@ -1,0 +1,311 @@
+import { PgStateError, qualifiedName, quoteIdentifier, validateIdentifier } from '@pgstate/core';
+import { is } from 'drizzle-orm';
+import { getTableConfig, isPgSequence, PgTable } from 'drizzle-orm/pg-core';
+import type pg from 'pg';
+import { INTERNAL_DEFAULT_SCHEMA } from './internal.js';
+import { loadMigrationSet, renderMigration } from './migration-files.js';
+import { type MigrationTarget, type ResolvedTarget, resolveTarget } from './targets.js';
+
+/** Anything that hands out a dedicated connection: a `pg.Pool`. */
+export type ConnectionSource = Pick<pg.Pool, 'connect'>;
+
+export interface MigrationOptions {
+  /** Schema of pgstate's own tables (journal, leases). Default `pgstate`. */
+  internalSchema?: string;
+}
+
+export interface MigrateOptions extends MigrationOptions {
+  /** Compute and return the SQL without writing anything. */
+  dryRun?: boolean;
+}
+
+/** One migration for one configuration, with the SQL it runs (names substituted). */
+export interface PlannedMigration {
+  config: string;
+  adapter: string;
+  schema: string;
+  table: string | null;
+  migration: string;
+  hash: string;
+  statements: string[];
+}
+
+export interface MigrateResult {
+  dryRun: boolean;
+  /** What this call applied (or, for a dry run, would apply), in order. Empty when already up to date. */
+  applied: PlannedMigration[];
+  /** The same as one SQL script, for printing. */
+  sql: string;
+}
+
+export interface AppliedMigration {
+  migration: string;
+  hash: string;
+  appliedAt: Date;
+  appliedBy: string;
+  /** The committed file's hash differs from what was applied (the package's SQL was edited afterwards). */
+  modified: boolean;
+}
+
+export interface ConfigStatus {
+  config: string;
+  adapter: string;
+  schema: string;
+  table: string | null;
+  applied: AppliedMigration[];
+  pending: string[];
+}
+
+export interface MigrationStatus {
+  upToDate: boolean;
+  /** The internal configuration first, then the target's. */
+  configs: ConfigStatus[];
+}
+
+/**
+ * One transaction-level advisory lock key for every pgstate migration in a database. Transaction-scoped, so it
+ * cannot leak when a process dies and it works behind PgBouncer in transaction mode (a session lock would not).
+ */
+const MIGRATION_LOCK_KEY = '7450738237593361921';
+
+function configsFor(target: MigrationTarget, options: MigrationOptions): ResolvedTarget[] {
+  const resolved = resolveTarget(target);
+  if (resolved.adapter === 'internal') return [resolved];
+  const internal = resolveTarget({ adapter: 'internal', schema: options.internalSchema ?? INTERNAL_DEFAULT_SCHEMA });
+  return [internal, resolved];
+}
+
+function journalName(options: MigrationOptions): string {
+  return qualifiedName(options.internalSchema ?? INTERNAL_DEFAULT_SCHEMA, 'migrations');
+}
+
+async function journalExists(client: pg.ClientBase, options: MigrationOptions): Promise<boolean> {
+  const { rows } = await client.query<{ ok: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ok', [
+    journalName(options),
+  ]);
+  return rows[0]?.ok === true;
+}
+
+async function readStatus(
+  client: pg.ClientBase,
+  configs: ResolvedTarget[],
+  options: MigrationOptions,
+): Promise<MigrationStatus> {
+  const exists = await journalExists(client, options);
+  const rows = exists
+    ? (
+        await client.query<{ config: string; migration: string; hash: string; applied_at: Date; applied_by: string }>(
+          `SELECT config, migration, hash, applied_at, applied_by FROM ${journalName(options)}
+           WHERE config = ANY($1::text[]) ORDER BY migration`,
+          [configs.map((c) => c.config)],
+        )
+      ).rows
+    : [];
+  const result = configs.map((c): ConfigStatus => {
+    const files = loadMigrationSet(c.set);
+    const mine = rows.filter((r) => r.config === c.config);
+    return {
+      config: c.config,
+      adapter: c.adapter,
+      schema: c.schema,
+      table: c.table,
+      applied: mine.map((r) => ({
+        migration: r.migration,
+        hash: r.hash,
+        appliedAt: r.applied_at,
+        appliedBy: r.applied_by,
+        modified: files.some((f) => f.name === r.migration && f.hash !== r.hash),
+      })),
+      pending: files.filter((f) => !mine.some((r) => r.migration === f.name)).map((f) => f.name),
+    };
+  });
+  return { upToDate: result.every((c) => c.pending.length === 0), configs: result };
+}
+
+function plan(configs: ResolvedTarget[], status: MigrationStatus): PlannedMigration[] {
+  return configs.flatMap((c, i) =>
+    loadMigrationSet(c.set)
+      .filter((f) => status.configs[i]?.pending.includes(f.name))
+      .map((f) => ({
+        config: c.config,
+        adapter: c.adapter,
+        schema: c.schema,
+        table: c.table,
+        migration: f.name,
+        hash: f.hash,
+        statements: renderMigration(f, c),
+      })),
+  );
+}
+
+function toScript(planned: PlannedMigration[]): string {
+  return planned
+    .map((p) => `-- ${p.config}: ${p.migration}\n${p.statements.map((s) => `${s};`).join('\n')}\n`)
+    .join('\n');
+}
+
+/** Which migrations of a configuration (and of pgstate's internal tables) are applied and which are pending. */
+export async function migrationStatus(
+  pool: ConnectionSource,
+  target: MigrationTarget,
+  options: MigrationOptions = {},
+): Promise<MigrationStatus> {
+  const configs = configsFor(target, options);
+  const client = await pool.connect();
+  try {
+    return await readStatus(client, configs, options);
+  } catch (error) {
+    throw migrationError(error, 'read the migration status of', configs[configs.length - 1]!.config);
+  } finally {
+    client.release();
+  }
+}
+
+/** Throws MIGRATIONS_PENDING (with the command to run) unless the configuration is fully migrated. */
+export async function assertMigrated(
+  pool: ConnectionSource,
+  target: MigrationTarget,
+  options: MigrationOptions = {},
+): Promise<void> {
+  const status = await migrationStatus(pool, target, options);
+  if (status.upToDate) return;
+  const pending = status.configs.flatMap((c) => c.pending.map((m) => `${c.config} ${m}`));
+  throw new PgStateError('MIGRATIONS_PENDING', `Database migrations are pending: ${pending.join(', ')}.`, {
+    fix: 'Run `pgstate migrate` (with a role that may create tables) before starting the adapter.',
+  });
+}
+
+/**
+ * Brings one configuration (and pgstate's internal tables) up to date. Safe when many processes call it at once:
+ * each migration runs in its own transaction under a database-wide advisory lock and re-checks the journal after
+ * taking it, so every migration is applied exactly once per configuration. Up to date -> no lock, no writes, so a
+ * DML-only runtime role may call it after an administrator migrated.
+ */
+export async function migrate(
+  pool: ConnectionSource,
+  target: MigrationTarget,
+  options: MigrateOptions = {},
+): Promise<MigrateResult> {
+  const configs = configsFor(target, options);
+  const client = await pool.connect();
+  let current: PlannedMigration | undefined;
+  try {
+    const planned = plan(configs, await readStatus(client, configs, options));
+    if (options.dryRun || planned.length === 0) {
+      return { dryRun: options.dryRun === true, applied: planned, sql: toScript(planned) };
+    }
+    const applied: PlannedMigration[] = [];
+    for (const migration of planned) {
+      current = migration;
+      await client.query('BEGIN');
+      try {
+        await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [MIGRATION_LOCK_KEY]);
+        if (await isApplied(client, migration, options)) {
+          await client.query('COMMIT');
+          continue;
+        }
+        await ensureSchema(client, migration.schema);
+        for (const statement of migration.statements) await client.query(statement);
+        await client.query(
+          `INSERT INTO ${journalName(options)} (config, migration, adapter, schema_name, table_name, hash)
+           VALUES ($1, $2, $3, $4, $5, $6)`,
+          [migration.config, migration.migration, migration.adapter, migration.schema, migration.table, migration.hash],
+        );
+        await client.query('COMMIT');
+        applied.push(migration);
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => {});
+        throw error;
+      }
+    }
+    return { dryRun: false, applied, sql: toScript(applied) };
+  } catch (error) {
+    const config = current?.config ?? configs[configs.length - 1]!.config;
+    throw migrationError(error, current ? `apply migration ${current.migration} to` : 'plan migrations for', config);
+  } finally {
+    client.release();
+  }
+}
+
+async function isApplied(client: pg.ClientBase, m: PlannedMigration, options: MigrationOptions): Promise<boolean> {
+  if (!(await journalExists(client, options))) return false;
+  const { rowCount } = await client.query(
+    `SELECT 1 FROM ${journalName(options)} WHERE config = $1 AND migration = $2`,
+    [m.config, m.migration],
+  );
+  return rowCount === 1;
+}
+
+// CREATE SCHEMA needs CREATE on the database even with IF NOT EXISTS: only issue it when the schema is missing,
+// so a role that owns its existing schema (e.g. `public`) can migrate.
+async function ensureSchema(client: pg.ClientBase, schema: string): Promise<void> {
+  const { rowCount } = await client.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema]);
+  if (rowCount === 0) await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdentifier(schema, 'schema name')}`);
+}
+
+function migrationError(error: unknown, action: string, config: string): PgStateError {
+  if (error instanceof PgStateError) return error;
+  const pgError = error as { code?: string; message?: string };
+  const detail = typeof pgError.message === 'string' ? pgError.message : String(error);
+  if (pgError.code === '42501') {
+    return new PgStateError('PERMISSION_DENIED', `Could not ${action} ${config}: ${detail}.`, {
+      fix:
+        'Run `pgstate migrate` once as an administrator (a role that may create in the schema, e.g. the database ' +
+        'owner); the adapters then only need the grants from `grantRuntimeAccess` / `pgstate migrate --grant`.',
+      cause: error,
+    });
+  }
+  return new PgStateError('QUERY_FAILED', `Could not ${action} ${config}: ${detail}.`, {
+    fix: 'Check the server log and the migration SQL (`pgstate migrate --dry-run`), then retry.',
+    cause: error,
+  });
+}
+
+/**
+ * The GRANT statements a runtime role needs for a configuration: USAGE on its schemas, SELECT/INSERT/UPDATE/DELETE
+ * on its tables, USAGE/SELECT/UPDATE on its sequences, SELECT on the migration journal (for status checks) and
+ * DML on the internal leases table. Nothing that allows DDL.
+ */
+export function runtimeAccessSql(target: MigrationTarget, role: string, options: MigrationOptions = {}): string[] {
+  const grantee = quoteIdentifier(role, 'role name');
+  const configs = configsFor(target, options);
+  const statements: string[] = [];
+  for (const config of configs) {
+    statements.push(`GRANT USAGE ON SCHEMA ${quoteIdentifier(config.schema, 'schema name')} TO ${grantee}`);
+    for (const object of Object.values(config.objects())) {
+      if (is(object, PgTable)) {
+        const { name, schema } = getTableConfig(object);
+        const journal = config.adapter === 'internal' && name === 'migrations';
+        const rights = journal ? 'SELECT' : 'SELECT, INSERT, UPDATE, DELETE';
+        statements.push(`GRANT ${rights} ON TABLE ${qualifiedName(schema ?? 'public', name)} TO ${grantee}`);
+      } else if (isPgSequence(object) && object.seqName) {
+        const sequence = qualifiedName(object.schema ?? 'public', object.seqName);
+        statements.push(`GRANT USAGE, SELECT, UPDATE ON SEQUENCE ${sequence} TO ${grantee}`);
+      }
+    }
+  }
+  return [...new Set(statements)];
+}
+
+/** Runs `runtimeAccessSql` in one transaction (as an administrator, after `migrate`). */
+export async function grantRuntimeAccess(
+  pool: ConnectionSource,
+  target: MigrationTarget,
+  role: string,
+  options: MigrationOptions = {},
+): Promise<string[]> {
+  validateIdentifier(role, 'role name');
+  const statements = runtimeAccessSql(target, role, options);
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    for (const statement of statements) await client.query(statement);
+    await client.query('COMMIT');
+    return statements;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw migrationError(error, `grant runtime access to role ${role} on`, configsFor(target, options).at(-1)!.config);
+  } finally {
+    client.release();
+  }
+}

@@ -1,0 +1,194 @@
+import { createTestDatabase } from '@pgstate/core/testing';
+import { eq } from 'drizzle-orm';
+import { drizzle } from 'drizzle-orm/node-postgres';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import {
+  meltanoSeedTables,
+  meltanoStateTable,
+  migrate,
+  migrationStatus,
+  pulumiStateTable,
+  resolveTarget,
+} from '../src/index.js';
+
+let db: Awaited<ReturnType<typeof createTestDatabase>>;
+let pool: pg.Pool;
+
+beforeAll(async () => {
+  db = await createTestDatabase(inject('pgUrl'), 'schema_migrate');
+  pool = new pg.Pool({ connectionString: db.url, max: 10 });
+});
+
+afterAll(async () => {
+  await pool?.end();
+  await db?.drop();
+});
+
+async function columns(schema: string, table: string) {
+  const { rows } = await pool.query(
+    `SELECT column_name, data_type, is_nullable, column_default FROM information_schema.columns
+     WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position`,
+    [schema, table],
+  );
+  return rows;
+}
+
+async function indexes(schema: string, table: string) {
+  const { rows } = await pool.query(
+    'SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = $2 ORDER BY indexname',
+    [schema, table],
+  );
+  return rows as Array<{ indexname: string; indexdef: string }>;
+}
+
+describe('migrate', () => {
+  it('creates the Pulumi seed table with its prefix index, and records it in the journal', async () => {
+    const result = await migrate(pool, { adapter: 'pulumi' });
+    expect(result.applied.map((m) => `${m.config} ${m.migration}`)).toEqual([
+      'internal:pgstate 0000_init',
+      'pulumi:public.pulumi_state 0000_init',
+    ]);
+    expect(await columns('public', 'pulumi_state')).toEqual([
+      { column_name: 'key', data_type: 'text', is_nullable: 'NO', column_default: null },
+      { column_name: 'data', data_type: 'bytea', is_nullable: 'NO', column_default: null },
+      { column_name: 'updated_at', data_type: 'timestamp with time zone', is_nullable: 'NO', column_default: 'now()' },
+    ]);
+    const idx = await indexes('public', 'pulumi_state');
+    expect(idx.map((i) => i.indexname)).toEqual(['pulumi_state_key_prefix_idx', 'pulumi_state_pkey']);
+    expect(idx[0]!.indexdef).toContain('text_pattern_ops');
+
+    // The Drizzle table works against what the migration created.
+    const orm = drizzle(pool);
+    const table = pulumiStateTable();
+    await orm.insert(table).values({ key: '.pulumi/meta.yaml', data: Buffer.from('version: 1\n') });
+    const [row] = await orm.select().from(table).where(eq(table.key, '.pulumi/meta.yaml'));
+    expect(row!.data.toString()).toBe('version: 1\n');
+
+    // Second run: nothing to do.
+    expect((await migrate(pool, { adapter: 'pulumi' })).applied).toEqual([]);
+    const status = await migrationStatus(pool, { adapter: 'pulumi' });
+    expect(status.upToDate).toBe(true);
+    expect(status.configs.map((c) => [c.config, c.applied.length, c.pending])).toEqual([
+      ['internal:pgstate', 1, []],
+      ['pulumi:public.pulumi_state', 1, []],
+    ]);
+  });
+
+  it('lets two Pulumi configurations coexist in one schema and across schemas (index names derived)', async () => {
+    await migrate(pool, { adapter: 'pulumi', table: 'team_a' });
+    await migrate(pool, { adapter: 'pulumi', schema: 'infra', table: 'team_a' });
+    expect((await indexes('public', 'team_a')).map((i) => i.indexname)).toEqual([
+      'team_a_key_prefix_idx',
+      'team_a_pkey',
+    ]);
+    expect((await indexes('infra', 'team_a')).map((i) => i.indexname)).toEqual([
+      'team_a_key_prefix_idx',
+      'team_a_pkey',
+    ]);
+    const orm = drizzle(pool);
+    await orm.insert(pulumiStateTable({ table: 'team_a' })).values({ key: 'a', data: Buffer.from('public') });
+    await orm
+      .insert(pulumiStateTable({ schema: 'infra', table: 'team_a' }))
+      .values({ key: 'a', data: Buffer.from('infra') });
+    const rows = await orm.select().from(pulumiStateTable({ schema: 'infra', table: 'team_a' }));
+    expect(rows.map((r) => r.data.toString())).toEqual(['infra']);
+    const { rows: journal } = await pool.query(
+      "SELECT config FROM pgstate.migrations WHERE config LIKE 'pulumi:%' ORDER BY config",
+    );
+    expect(journal.map((r) => r.config)).toEqual([
+      'pulumi:infra.team_a',
+      'pulumi:public.pulumi_state',
+      'pulumi:public.team_a',
+    ]);
+  });
+
+  it('creates the Meltano seed tables, with the nullable expires_at lock column', async () => {
+    await migrate(pool, { adapter: 'meltano', layout: 'seed', schema: 'meltano' });
+    expect((await columns('meltano', 'meltano_state')).map((c) => `${c.column_name} ${c.data_type}`)).toEqual([
+      'state_id character varying',
+      'partial_state text',
+      'completed_state text',
+      'updated_at timestamp without time zone',
+    ]);
+    expect(
+      (await columns('meltano', 'meltano_state_locks')).map((c) => `${c.column_name} ${c.data_type} ${c.is_nullable}`),
+    ).toEqual([
+      'state_id character varying NO',
+      'locked_at timestamp without time zone YES',
+      'lock_id character varying YES',
+      'expires_at timestamp with time zone YES',
+    ]);
+    // A lock row as the Python seed plugin writes it (no expires_at) is accepted.
+    await pool.query("INSERT INTO meltano.meltano_state_locks (state_id, lock_id) VALUES ('dev:a-to-b', 'x')");
+    const { locks } = meltanoSeedTables({ schema: 'meltano' });
+    const [lock] = await drizzle(pool).select().from(locks);
+    expect(lock!.expiresAt).toBeNull();
+  });
+
+  it('adopts a Meltano `state` table that the Python side already created', async () => {
+    await pool.query('CREATE SCHEMA py');
+    await pool.query(`CREATE TABLE py.state (state_id VARCHAR(900) PRIMARY KEY, partial_state TEXT,
+      completed_state TEXT, updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP)`);
+    await pool.query(`INSERT INTO py.state (state_id, completed_state) VALUES ('dev:x', '{"singer_state":{}}')`);
+    const result = await migrate(pool, { adapter: 'meltano', layout: 'plugin', schema: 'py' });
+    expect(result.applied.map((m) => m.config)).toEqual(['meltano-plugin:py.state']);
+    const rows = await drizzle(pool)
+      .select()
+      .from(meltanoStateTable({ schema: 'py' }));
+    expect(rows.map((r) => r.completedState)).toEqual(['{"singer_state":{}}']);
+  });
+
+  it('creates the systemdb layout without a server default on updated_at', async () => {
+    await migrate(pool, { adapter: 'meltano', layout: 'systemdb', schema: 'sysdb', table: 'state' });
+    const cols = await columns('sysdb', 'state');
+    expect(cols.find((c) => c.column_name === 'updated_at')?.column_default).toBeNull();
+  });
+
+  it('dry-run returns the SQL and writes nothing', async () => {
+    const result = await migrate(pool, { adapter: 'pulumi', schema: 'dry', table: 'st' }, { dryRun: true });
+    expect(result.dryRun).toBe(true);
+    expect(result.sql).toContain('CREATE TABLE IF NOT EXISTS "dry"."st"');
+    expect(result.sql).toContain('CREATE INDEX IF NOT EXISTS "st_key_prefix_idx" ON "dry"."st"');
+    const { rows } = await pool.query(
+      "SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = 'dry')::int AS schemas, " +
+        "(SELECT count(*) FROM pgstate.migrations WHERE config = 'pulumi:dry.st')::int AS journal",
+    );
+    expect(rows[0]).toEqual({ schemas: 0, journal: 0 });
+    expect((await migrationStatus(pool, { adapter: 'pulumi', schema: 'dry', table: 'st' })).upToDate).toBe(false);
+  });
+
+  it('rejects hostile names before touching the database', async () => {
+    const hostile = [
+      { adapter: 'pulumi', table: 'x"; DROP TABLE pulumi_state; --' },
+      { adapter: 'pulumi', schema: 'public; DROP SCHEMA pgstate CASCADE' },
+      { adapter: 'meltano', layout: 'plugin', table: 'state"' },
+      { adapter: 'powersync', schema: '' },
+      { adapter: 'pulumi', table: 'a'.repeat(64) },
+      { adapter: 'pulumi', table: 'a'.repeat(49) }, // its index name would pass 63 bytes
+    ] as const;
+    for (const target of hostile) {
+      await expect(migrate(pool, target), JSON.stringify(target)).rejects.toMatchObject({
+        code: 'INVALID_IDENTIFIER',
+      });
+    }
+    await expect(migrate(pool, { adapter: 'internal', schema: 'x y' })).rejects.toMatchObject({
+      code: 'INVALID_IDENTIFIER',
+      message: expect.stringContaining('schema name'),
+    });
+    // A 48-byte table name is the longest whose index name still fits.
+    expect(() => resolveTarget({ adapter: 'pulumi', table: 'a'.repeat(48) })).not.toThrow();
+    const { rows } = await pool.query("SELECT count(*)::int AS n FROM pg_tables WHERE tablename = 'pulumi_state'");
+    expect(rows[0].n).toBe(1);
+  });
+
+  it('many concurrent migrate() calls in one process apply every migration once', async () => {
+    const target = { adapter: 'pulumi', schema: 'race', table: 'one' } as const;
+    const results = await Promise.all(Array.from({ length: 8 }, () => migrate(pool, target)));
+    expect(results.flatMap((r) => r.applied).map((m) => m.config)).toEqual(['pulumi:race.one']);
+    const { rows } = await pool.query(
+      "SELECT count(*)::int AS n FROM pgstate.migrations WHERE config = 'pulumi:race.one'",
+    );
+    expect(rows[0].n).toBe(1);
+  });
+});
