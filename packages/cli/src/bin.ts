@@ -1,4 +1,6 @@
 #!/usr/bin/env node
-import { packageName } from './index.js';
+import { main } from './program.js';
 
-console.log(`${packageName}: the command line is being built`);
+main().then((code) => {
+  process.exitCode = code;
+});

@@ -1,0 +1,6 @@
+// The command registry: ONE line per command, in the order `pgstate --help` lists them.
+// Each module exports `register(program, context)` (see ../../README.md, "Adding a command").
+
+export { register as db } from './db.js';
+export { register as doctor } from './doctor.js';
+export { register as migrate } from './migrate.js';

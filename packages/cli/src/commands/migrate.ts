@@ -1,0 +1,101 @@
+import { type MigrateResult, migrate, resolveTarget } from '@pgstate/schema';
+import type { Command } from 'commander';
+import { describeTarget, targetsFrom } from '../adapters.js';
+import type { CommandContext } from '../context.js';
+import { EXIT } from '../exit-codes.js';
+import { withExamples } from '../help.js';
+
+interface MigrateFlags {
+  adapter: string;
+  schema?: string;
+  table?: string;
+  layout?: string;
+  dryRun?: boolean;
+  check?: boolean;
+  internalSchema?: string;
+}
+
+export function register(program: Command, context: CommandContext): void {
+  const command = program
+    .command('migrate')
+    .description('create or update the tables of one adapter, or all (safe to run from many processes at once)')
+    .option('--adapter <name>', 'pulumi | meltano | powersync | all', 'all')
+    .option('--schema <name>', 'schema for the adapter’s tables (default: the adapter’s own)')
+    .option('--table <name>', 'table name, for adapters with one table (pulumi; meltano plugin/systemdb)')
+    .option('--layout <layout>', 'Meltano table layout: seed | plugin | systemdb', 'seed')
+    .option('--internal-schema <name>', 'schema of pgstate’s own journal and leases', 'pgstate')
+    .option('--dry-run', 'print the SQL that would run; change nothing')
+    .option('--check', 'change nothing; exit 5 when migrations are pending (for CI and deploy checks)')
+    .action(async (flags: MigrateFlags) => {
+      const settings = await context.settings();
+      const targets = targetsFrom(flags, {
+        schema: settings.adapterParams.schema ?? settings.schema,
+        table: settings.adapterParams.table,
+      });
+      const dryRun = !!(flags.dryRun || flags.check);
+      const pool = await context.pool();
+      const progress = context.output.progress('migrating', targets.length);
+      const results: (MigrateResult & { target: string; adapter: string })[] = [];
+      try {
+        for (const target of targets) {
+          const resolved = resolveTarget(target);
+          progress.tick(0, describeTarget(resolved));
+          const result = await migrate(pool, target, { dryRun, internalSchema: flags.internalSchema });
+          results.push({ ...result, target: describeTarget(resolved), adapter: resolved.adapter });
+          progress.tick(1);
+        }
+      } finally {
+        progress.done();
+      }
+      // Several targets share the internal tables: a dry run lists their migration once per target; show it once.
+      const seen = new Set<string>();
+      const pending = results.flatMap((r) =>
+        r.applied.filter((m) => {
+          const key = `${m.config} ${m.migration}`;
+          if (seen.has(key)) return false;
+          seen.add(key);
+          return true;
+        }),
+      );
+      if (flags.check && pending.length > 0) context.exitCode = EXIT.MIGRATIONS_PENDING;
+      const o = context.output;
+      if (o.json) {
+        o.emitJson({
+          ok: !(flags.check && pending.length > 0),
+          dryRun,
+          upToDate: pending.length === 0,
+          migrations: pending.map((m) => ({
+            config: m.config,
+            adapter: m.adapter,
+            migration: m.migration,
+            hash: m.hash,
+          })),
+          ...(flags.dryRun
+            ? {
+                sql: pending
+                  .map((m) => `-- ${m.config}: ${m.migration}\n${m.statements.map((s) => `${s};`).join('\n')}\n`)
+                  .join('\n'),
+              }
+            : {}),
+        });
+        return;
+      }
+      if (flags.dryRun) {
+        if (pending.length === 0) o.note('-- up to date: nothing to apply');
+        for (const m of pending)
+          o.value(`-- ${m.config}: ${m.migration}\n${m.statements.map((s) => `${s};`).join('\n')}\n`);
+        return;
+      }
+      const verb = dryRun ? o.style('pending', 'yellow') : o.style('applied', 'green');
+      for (const m of pending) o.line(`${verb}  ${m.config}  ${m.migration}`);
+      if (pending.length === 0) o.line(`${o.style('up to date', 'green')}  ${results.map((r) => r.target).join(', ')}`);
+      if (flags.check && pending.length) o.line(`${pending.length} migration(s) pending: run pgstate migrate`);
+    });
+  withExamples(command, [
+    ['pgstate migrate', 'every adapter, default names'],
+    ['pgstate migrate --adapter pulumi --table my_state', 'Pulumi’s table under another name'],
+    ['pgstate migrate --adapter meltano --layout systemdb', 'Meltano’s systemdb `state` table'],
+    ['pgstate migrate --dry-run > migrations.sql', 'the SQL, for a DBA to review and run'],
+    ['pgstate migrate --check', 'exit 5 if anything is pending'],
+  ]);
+}
