@@ -1,2 +1,37 @@
-/** Placeholder: filled by the issue that builds this package. */
-export const packageName = '@pgstate/powersync';
+export {
+  type BatchLimits,
+  type BatchLimitsInput,
+  DEFAULT_BATCH_LIMITS,
+  type NormalizedStorageConfig,
+  normalizeStorageConfig,
+  PGSTATE_STORAGE_TYPE,
+  type PgStateStorageConfig,
+} from './config.js';
+export { namesFor, StorageDb } from './db.js';
+export {
+  addChecksums,
+  hashData,
+  hashDelete,
+  ID_NAMESPACE,
+  replicaIdToSubkey,
+  serializeReplicaId,
+  uuidForRow,
+} from './encoding.js';
+export { PgStateBucketStorageFactory, type PgStateBucketStorageFactoryOptions } from './factory.js';
+export {
+  PgStateMigrationAgent,
+  PgStateStorageModule,
+  PgStateStorageProvider,
+  type StorageModuleContext,
+} from './module.js';
+export { acquireLease, type Lease, PgStateReplicationStream, PgStateSyncConfigContent } from './persisted.js';
+export { SourceTable, type SourceTableId, type SourceTableOptions, type TableSnapshotStatus } from './source-table.js';
+export { ParameterSetLimitExceededError, PgStateSyncRulesStorage } from './storage.js';
+export { type PgStateTestSetupOptions, pgstateTestSetup } from './testing.js';
+export * from './types.js';
+export { checkpointChannel, PgStateBucketBatch } from './writer.js';
+
+/** Default export: the storage module, for `import storageModule from '@pgstate/powersync'` style entries. */
+import { PgStateStorageModule } from './module.js';
+export const module = new PgStateStorageModule();
+export { syncRulesFromYaml } from './sync-config.js';

@@ -12,6 +12,7 @@ export type {
 } from './migrate.js';
 export { assertMigrated, grantRuntimeAccess, migrate, migrationStatus, runtimeAccessSql } from './migrate.js';
 export { bytea, MAX_IDENTIFIER_BYTES, SCHEMA_PLACEHOLDER, schemaFor, TABLE_PLACEHOLDER } from './names.js';
+export * from './powersync.js';
 export * from './pulumi.js';
 export type { MigrationTarget, ResolvedTarget } from './targets.js';
 export { POWERSYNC_DEFAULT_SCHEMA, resolveTarget } from './targets.js';

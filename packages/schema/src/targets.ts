@@ -7,6 +7,7 @@ import {
   meltanoStateTable,
 } from './meltano.js';
 import { SCHEMA_PLACEHOLDER, TABLE_PLACEHOLDER } from './names.js';
+import { powersyncTables } from './powersync.js';
 import { PULUMI_DEFAULT_SCHEMA, PULUMI_DEFAULT_TABLE, pulumiStateTable } from './pulumi.js';
 
 /** What to migrate: one adapter configuration. Omitted names take the adapter's defaults. */
@@ -69,8 +70,7 @@ export function resolveTarget(target: MigrationTarget): ResolvedTarget {
     }
     case 'powersync': {
       const schema = validateIdentifier(target.schema ?? POWERSYNC_DEFAULT_SCHEMA, 'schema name');
-      // The PowerSync tables come with @pgstate/powersync's issue (src/powersync*.ts, drizzle/powersync/).
-      return withSchema('powersync', 'powersync', schema, () => ({}));
+      return withSchema('powersync', 'powersync', schema, () => powersyncTables({ schema }));
     }
     case 'internal': {
       const schema = validateIdentifier(target.schema ?? INTERNAL_DEFAULT_SCHEMA, 'schema name');

@@ -1,0 +1,162 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createPool, PgStateError, quoteIdentifier } from '@pgstate/core';
+import { migrate } from '@pgstate/schema';
+import pg from 'pg';
+import type { NormalizedStorageConfig } from './config.js';
+
+// bigint columns come back as strings by default; op ids and checksums need exact values.
+const types = {
+  getTypeParser(oid: number, format?: string) {
+    if (oid === 20) return (value: string) => BigInt(value);
+    return pg.types.getTypeParser(oid, format as 'text');
+  },
+};
+
+export type Queryable = Pick<pg.ClientBase, 'query'>;
+
+/** Qualified names of the storage objects in the configured schema (validated and quoted once). */
+export interface Names {
+  schema: string;
+  syncRules: string;
+  sourceTables: string;
+  bucketData: string;
+  bucketParameters: string;
+  currentData: string;
+  writeCheckpoints: string;
+  customWriteCheckpoints: string;
+  instance: string;
+  locks: string;
+  opIdSequence: string;
+  syncRulesIdSequence: string;
+  /** Literal for nextval()/regclass arguments. */
+  opIdSequenceLiteral: string;
+  syncRulesIdSequenceLiteral: string;
+}
+
+export function namesFor(schema: string): Names {
+  const s = quoteIdentifier(schema, 'schema name');
+  const q = (name: string) => `${s}.${name}`;
+  return {
+    schema: s,
+    syncRules: q('sync_rules'),
+    sourceTables: q('source_tables'),
+    bucketData: q('bucket_data'),
+    bucketParameters: q('bucket_parameters'),
+    currentData: q('current_data'),
+    writeCheckpoints: q('write_checkpoints'),
+    customWriteCheckpoints: q('custom_write_checkpoints'),
+    instance: q('instance'),
+    locks: q('locks'),
+    opIdSequence: q('op_id_sequence'),
+    syncRulesIdSequence: q('sync_rules_id_sequence'),
+    opIdSequenceLiteral: `'${s}.op_id_sequence'`,
+    syncRulesIdSequenceLiteral: `'${s}.sync_rules_id_sequence'`,
+  };
+}
+
+const RETRYABLE = new Set(['40001', '40P01']);
+
+/** One pool plus the schema's names; every statement is parameterized, names are pre-validated. */
+export class StorageDb {
+  readonly pool: pg.Pool;
+  readonly names: Names;
+  private migrated: Promise<void> | undefined;
+
+  constructor(readonly config: NormalizedStorageConfig) {
+    this.pool = createPool(config.connection);
+    this.names = namesFor(config.schema);
+  }
+
+  async query<R extends pg.QueryResultRow = Record<string, unknown>>(
+    text: string,
+    values: unknown[] = [],
+    client?: Queryable,
+  ): Promise<R[]> {
+    const result = await (client ?? this.pool).query<R>({ text, values, types } as pg.QueryConfig);
+    return result.rows;
+  }
+
+  async first<R extends pg.QueryResultRow = Record<string, unknown>>(
+    text: string,
+    values: unknown[] = [],
+    client?: Queryable,
+  ): Promise<R | undefined> {
+    return (await this.query<R>(text, values, client))[0];
+  }
+
+  /** Runs `fn` in one transaction on one connection. */
+  async transaction<T>(
+    fn: (client: pg.PoolClient) => Promise<T>,
+    options: { isolation?: 'REPEATABLE READ' | 'READ COMMITTED' } = {},
+  ): Promise<T> {
+    const client = await this.pool.connect();
+    let broken = false;
+    try {
+      await client.query(`BEGIN ISOLATION LEVEL ${options.isolation ?? 'READ COMMITTED'}`);
+      try {
+        const result = await fn(client);
+        await client.query('COMMIT');
+        return result;
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => {
+          broken = true;
+        });
+        throw error;
+      }
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  /**
+   * A transaction retried on serialization failures and deadlocks, for up to `budgetMs`. Backoff is exponential
+   * with full jitter, so concurrent writers spread out instead of colliding again in lock-step (upstream #726).
+   */
+  async retryingTransaction<T>(
+    fn: (client: pg.PoolClient) => Promise<T>,
+    options: { budgetMs?: number; onRetry?: (error: unknown, attempt: number) => void } = {},
+  ): Promise<T> {
+    const deadline = Date.now() + (options.budgetMs ?? 60_000);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.transaction(fn, { isolation: 'REPEATABLE READ' });
+      } catch (error) {
+        const code = (error as { code?: string }).code;
+        if (!code || !RETRYABLE.has(code) || Date.now() >= deadline) throw error;
+        options.onRetry?.(error, attempt);
+        const ceiling = Math.min(5_000, 50 * 2 ** Math.min(attempt, 10));
+        await sleep(Math.max(10, Math.random() * ceiling));
+      }
+    }
+  }
+
+  /** Creates/updates the storage tables once per process (concurrency-safe; see @pgstate/schema `migrate`). */
+  ensureMigrated(): Promise<void> {
+    this.migrated ??= migrate(
+      this.pool,
+      { adapter: 'powersync', schema: this.config.schema },
+      // The journal lives in the storage schema itself, so a role that only owns that schema can migrate.
+      { internalSchema: this.config.schema },
+    ).then(
+      () => undefined,
+      (error) => {
+        this.migrated = undefined;
+        throw error;
+      },
+    );
+    return this.migrated;
+  }
+
+  async end(): Promise<void> {
+    await this.pool.end();
+  }
+}
+
+export function assertFound<T>(value: T | undefined | null, what: string): T {
+  if (value == null) {
+    throw new PgStateError('NOT_FOUND', `${what} was not found in PowerSync storage.`, {
+      fix: 'It may have been terminated or cleared by another process; restart replication.',
+    });
+  }
+  return value;
+}

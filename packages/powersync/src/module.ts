@@ -1,0 +1,99 @@
+import {
+  type NormalizedStorageConfig,
+  normalizeStorageConfig,
+  PGSTATE_STORAGE_TYPE,
+  type PgStateStorageConfig,
+} from './config.js';
+import { PgStateBucketStorageFactory } from './factory.js';
+import type { ActiveStorage, GetStorageOptions, Logger, ReportStorage, StorageProvider } from './types.js';
+
+/** Connection reports are not stored by this adapter yet: accepted and dropped, reports come back empty. */
+class NoReportStorage implements ReportStorage {
+  async reportClientConnection(): Promise<void> {}
+  async reportClientDisconnection(): Promise<void> {}
+  async getConnectedClients(): Promise<unknown> {
+    return { users: 0, sdks: [] };
+  }
+  async getClientConnectionReports(): Promise<unknown> {
+    return { users: 0, sdks: [] };
+  }
+  async getGeneralClientConnectionAnalytics(): Promise<unknown> {
+    return { items: [], total: 0, count: 0, more: false };
+  }
+  async deleteOldConnectionData(): Promise<void> {}
+  async [Symbol.asyncDispose](): Promise<void> {}
+}
+
+/** `StorageProvider` for `storage.type: pgstate`. */
+export class PgStateStorageProvider implements StorageProvider {
+  readonly type = PGSTATE_STORAGE_TYPE;
+
+  constructor(private readonly logger?: Logger) {}
+
+  async getStorage(options: GetStorageOptions): Promise<ActiveStorage> {
+    const config = normalizeStorageConfig(options.resolvedConfig.storage as unknown as PgStateStorageConfig);
+    const factory = new PgStateBucketStorageFactory({
+      config,
+      replicationStreamNamePrefix: options.resolvedConfig.slot_name_prefix ?? 'powersync_',
+      checksumCacheTtlMs: (options.resolvedConfig.api_parameters?.bucket_count_cache_ttl_minutes ?? 60) * 60_000,
+      logger: this.logger,
+    });
+    await factory.db.ensureMigrated();
+    return {
+      storage: factory,
+      reportStorage: new NoReportStorage(),
+      shutDown: async () => {
+        await factory[Symbol.asyncDispose]();
+      },
+      tearDown: async () => {
+        await factory.db.query(`DROP SCHEMA IF EXISTS ${factory.db.names.schema} CASCADE`);
+        await factory[Symbol.asyncDispose]();
+        return true;
+      },
+    };
+  }
+}
+
+/** The parts of service-core's ServiceContextContainer a storage module touches. */
+export interface StorageModuleContext {
+  storageEngine: { registerProvider(provider: StorageProvider): void };
+  configuration: { storage: { type: string; [key: string]: unknown } };
+  migrations?: { registerMigrationAgent(agent: unknown): void };
+}
+
+/** Migration agent handed to the service's migration manager: brings the storage schema up to date. */
+export class PgStateMigrationAgent {
+  constructor(readonly config: NormalizedStorageConfig) {}
+
+  async migrate(): Promise<void> {
+    const factory = new PgStateBucketStorageFactory({ config: this.config });
+    try {
+      await factory.db.ensureMigrated();
+    } finally {
+      await factory[Symbol.asyncDispose]();
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {}
+}
+
+/**
+ * The module a custom PowerSync service entry registers (like upstream's storage modules):
+ * `await new PgStateStorageModule().initialize(serviceContext)`.
+ */
+export class PgStateStorageModule {
+  readonly name = 'pgstate Bucket Storage';
+
+  constructor(private readonly logger?: Logger) {}
+
+  async initialize(context: StorageModuleContext): Promise<void> {
+    context.storageEngine.registerProvider(new PgStateStorageProvider(this.logger));
+    if (context.configuration.storage.type === PGSTATE_STORAGE_TYPE && context.migrations) {
+      context.migrations.registerMigrationAgent(
+        new PgStateMigrationAgent(normalizeStorageConfig(context.configuration.storage as PgStateStorageConfig)),
+      );
+    }
+  }
+
+  async teardown(): Promise<void> {}
+}

@@ -1,0 +1,457 @@
+import { PgStateError } from '@pgstate/core';
+import { JSONBig } from '@powersync/service-jsonbig';
+import type {
+  HydratedSyncConfig,
+  ParameterLookupRows,
+  ScopedParameterLookup,
+  SqliteJsonRow,
+} from '@powersync/service-sync-rules';
+import { ChecksumCache } from './checksum-cache.js';
+import type { StorageDb } from './db.js';
+import { deserializeReplicaId, lookupKey, maxLsn, replicaIdToSubkey } from './encoding.js';
+import type { PgStateBucketStorageFactory } from './factory.js';
+import { Observers } from './observers.js';
+import type { PgStateReplicationStream, SyncRulesRow } from './persisted.js';
+import {
+  type BucketChecksumOptions,
+  type BucketChecksumRequest,
+  type BucketDataBatchOptions,
+  type BucketDataRequest,
+  type BucketStorageBatch,
+  CHECKPOINT_INVALIDATE_ALL,
+  type CheckpointChanges,
+  type ChecksumMap,
+  type ClearStorageOptions,
+  type CompactOptions,
+  type CreateWriterOptions,
+  DEFAULT_DOCUMENT_BATCH_LIMIT,
+  DEFAULT_DOCUMENT_CHUNK_LIMIT_BYTES,
+  type FetchPartialBucketChecksum,
+  type FlushedResult,
+  type GetCheckpointChangesOptions,
+  type InternalOpId,
+  type Logger,
+  type ManagedWriteCheckpointOptions,
+  type OplogEntry,
+  type ParsedSyncConfigSet,
+  type ParseSyncConfigOptions,
+  type PartialChecksumMap,
+  type PopulateChecksumCacheOptions,
+  type PopulateChecksumCacheResults,
+  type ReplicationCheckpoint,
+  type ReplicationStreamStatus,
+  type StorageCheckpointUpdate,
+  type StorageVersionConfig,
+  type SyncBucketData,
+  type SyncBucketDataChunk,
+  SyncRuleState,
+  type SyncRulesBucketStorage,
+  type SyncRulesBucketStorageListener,
+  type SyncStorageLastWriteCheckpointFilters,
+  type TerminateOptions,
+  type WatchWriteCheckpointOptions,
+  WriteCheckpointMode,
+} from './types.js';
+import { PgStateBucketBatch } from './writer.js';
+
+/** Thrown by `getParameterSets` when lookups resolve to more rows than allowed (upstream's class of that name). */
+export class ParameterSetLimitExceededError extends Error {
+  constructor(
+    readonly limit: number,
+    readonly breakdown?: unknown[],
+  ) {
+    super(`Too many parameter results (limit was ${limit})`);
+    this.name = 'ParameterSetLimitExceededError';
+  }
+}
+
+export interface SyncRulesStorageOptions {
+  factory: PgStateBucketStorageFactory;
+  db: StorageDb;
+  replicationStream: PgStateReplicationStream;
+  logger: Logger;
+  checksumCacheTtlMs?: number;
+}
+
+/** Storage for one replication stream (one `sync_rules` row = `group_id`). */
+export class PgStateSyncRulesStorage
+  extends Observers<SyncRulesBucketStorageListener>
+  implements SyncRulesBucketStorage
+{
+  readonly replicationStreamId: number;
+  readonly replicationStreamName: string;
+  readonly storageConfig: StorageVersionConfig;
+  readonly factory: PgStateBucketStorageFactory;
+  readonly logger: Logger;
+  readonly replicationStream: PgStateReplicationStream;
+  private readonly db: StorageDb;
+  private readonly parsedSets = new Map<string, ParsedSyncConfigSet>();
+  private readonly checksumCache: ChecksumCache;
+  private mode: WriteCheckpointMode = WriteCheckpointMode.MANAGED;
+
+  constructor(options: SyncRulesStorageOptions) {
+    super();
+    this.db = options.db;
+    this.factory = options.factory;
+    this.logger = options.logger;
+    this.replicationStream = options.replicationStream;
+    this.replicationStreamId = options.replicationStream.replicationStreamId;
+    this.replicationStreamName = options.replicationStream.replicationStreamName;
+    this.storageConfig = options.replicationStream.getStorageConfig();
+    this.checksumCache = new ChecksumCache({
+      ttlMs: options.checksumCacheTtlMs,
+      fetchChecksums: (batch) => this.fetchChecksums(batch),
+    });
+  }
+
+  get writeCheckpointMode(): WriteCheckpointMode {
+    return this.mode;
+  }
+
+  setWriteCheckpointMode(mode: WriteCheckpointMode): void {
+    this.mode = mode;
+  }
+
+  createManagedWriteCheckpoints(_checkpoints: ManagedWriteCheckpointOptions[]): Promise<Map<string, bigint>> {
+    return Promise.reject(notYet('Write checkpoints'));
+  }
+
+  lastWriteCheckpoint(_filters: SyncStorageLastWriteCheckpointFilters): Promise<bigint | null> {
+    return Promise.reject(notYet('Write checkpoints'));
+  }
+
+  getParsedSyncConfigSet(options: ParseSyncConfigOptions): ParsedSyncConfigSet {
+    let parsed = this.parsedSets.get(options.defaultSchema);
+    if (parsed == null) {
+      parsed = this.replicationStream.parsed(options);
+      this.parsedSets.set(options.defaultSchema, parsed);
+    }
+    return parsed;
+  }
+
+  getParsedSyncRules(options: ParseSyncConfigOptions): HydratedSyncConfig {
+    return this.getParsedSyncConfigSet(options).hydratedSyncConfig;
+  }
+
+  async createWriter(options: CreateWriterOptions): Promise<BucketStorageBatch> {
+    const row = await this.row();
+    const writer = new PgStateBucketBatch({
+      db: this.db,
+      logger: options.logger ?? this.logger,
+      syncRules: this.getParsedSyncRules(options),
+      groupId: this.replicationStreamId,
+      lastCheckpointLsn: row.last_checkpoint_lsn,
+      keepaliveOp: row.keepalive_op,
+      resumeFromLsn: maxLsn(row.snapshot_lsn, row.last_checkpoint_lsn),
+      storeCurrentData: options.storeCurrentData,
+      skipExistingRows: options.skipExistingRows ?? false,
+      batchLimits: this.db.config.batchLimits,
+      markRecordUnavailable: options.markRecordUnavailable,
+      hooks: options.hooks,
+    });
+    this.emit((l) => l.batchStarted?.(writer));
+    return writer;
+  }
+
+  /** @deprecated upstream too: use `createWriter()` with `await using`. */
+  async startBatch(
+    options: CreateWriterOptions,
+    callback: (batch: BucketStorageBatch) => Promise<void>,
+  ): Promise<FlushedResult | null> {
+    const writer = await this.createWriter(options);
+    try {
+      await callback(writer);
+      await writer.flush();
+      return writer.last_flushed_op != null ? { flushed_op: writer.last_flushed_op } : null;
+    } finally {
+      await writer.dispose();
+    }
+  }
+
+  private async row(): Promise<SyncRulesRow> {
+    const row = await this.db.first<SyncRulesRow>(`SELECT * FROM ${this.db.names.syncRules} WHERE id = $1`, [
+      this.replicationStreamId,
+    ]);
+    if (row == null) {
+      throw new PgStateError('NOT_FOUND', `Replication stream ${this.replicationStreamId} does not exist.`, {
+        fix: 'Deploy sync rules again (updateSyncRules) and restart replication.',
+      });
+    }
+    return row;
+  }
+
+  async reportError(e: unknown): Promise<void> {
+    const message = String((e as { message?: unknown })?.message ?? 'Replication failure');
+    await this.db.query(
+      `UPDATE ${this.db.names.syncRules} SET last_fatal_error = $2, last_fatal_error_ts = now() WHERE id = $1`,
+      [this.replicationStreamId, message],
+    );
+  }
+
+  async compact(_options?: CompactOptions): Promise<void> {
+    throw notYet('Compaction');
+  }
+
+  async populatePersistentChecksumCache(_options: PopulateChecksumCacheOptions): Promise<PopulateChecksumCacheResults> {
+    // Same as upstream's Postgres storage: there is no persistent checksum cache.
+    return { buckets: 0 };
+  }
+
+  async getCheckpoint(): Promise<ReplicationCheckpoint> {
+    const row = await this.db.first<{ last_checkpoint: bigint | null; last_checkpoint_lsn: string | null }>(
+      `SELECT last_checkpoint, last_checkpoint_lsn FROM ${this.db.names.syncRules} WHERE id = $1`,
+      [this.replicationStreamId],
+    );
+    return this.checkpointOf(row?.last_checkpoint ?? 0n, row?.last_checkpoint_lsn ?? null);
+  }
+
+  checkpointOf(checkpoint: InternalOpId, lsn: string | null): ReplicationCheckpoint {
+    return {
+      checkpoint,
+      lsn,
+      getParameterSets: (lookups, limit) => this.getParameterSets(checkpoint, lookups, limit),
+    };
+  }
+
+  async getParameterSets(
+    checkpoint: InternalOpId,
+    lookups: ScopedParameterLookup[],
+    limit: number,
+  ): Promise<ParameterLookupRows[]> {
+    if (lookups.length === 0) return [];
+    const keys = lookups.map((l) => lookupKey(l).toString('hex'));
+    // Latest version per (lookup, source row) at the checkpoint; '[]' marks a removed row.
+    const rows = await this.db.query<{ idx: string; bucket_parameters: string }>(
+      `SELECT idx, bucket_parameters FROM (
+         SELECT DISTINCT ON (r.idx, p.source_table, p.source_key) r.idx, p.bucket_parameters
+         FROM unnest($2::text[]) WITH ORDINALITY AS r(lookup_hex, idx)
+         JOIN ${this.db.names.bucketParameters} p
+           ON p.group_id = $1 AND p.lookup = decode(r.lookup_hex, 'hex') AND p.id <= $3
+         ORDER BY r.idx, p.source_table, p.source_key, p.id DESC
+       ) latest
+       WHERE bucket_parameters <> '[]'
+       LIMIT $4`,
+      [this.replicationStreamId, keys, checkpoint, limit + 1],
+    );
+    const byLookup = new Map<ScopedParameterLookup, SqliteJsonRow[]>();
+    let total = 0;
+    for (const row of rows) {
+      const lookup = lookups[Number(row.idx) - 1]!;
+      const parsed = JSONBig.parse(row.bucket_parameters) as SqliteJsonRow[];
+      total += parsed.length;
+      const existing = byLookup.get(lookup);
+      if (existing) existing.push(...parsed);
+      else byLookup.set(lookup, parsed);
+    }
+    if (total > limit) throw new ParameterSetLimitExceededError(limit);
+    return [...byLookup].map(([lookup, rows]) => ({ lookup, rows }));
+  }
+
+  async *getBucketDataBatch(
+    checkpoint: ReplicationCheckpoint,
+    dataBuckets: BucketDataRequest[],
+    options?: BucketDataBatchOptions,
+  ): AsyncIterable<SyncBucketDataChunk> {
+    if (dataBuckets.length === 0) return;
+    const limit = options?.limit ?? DEFAULT_DOCUMENT_BATCH_LIMIT;
+    const chunkLimitBytes = options?.chunkLimitBytes ?? DEFAULT_DOCUMENT_CHUNK_LIMIT_BYTES;
+    const starts = new Map(dataBuckets.map((r) => [r.bucket, r.start]));
+    // Per-bucket index range scans (LATERAL ... LIMIT), then one ordered, limited batch over all buckets.
+    const rows = await this.db.query<BucketDataRow>(
+      `SELECT b.bucket_name, b.op_id, b.op, b.source_table, b.source_key, b.table_name, b.row_id, b.checksum,
+              b.data, b.target_op
+       FROM unnest($2::text[], $3::int8[]) AS r(bucket, start_op)
+       CROSS JOIN LATERAL (
+         SELECT * FROM ${this.db.names.bucketData} d
+         WHERE d.group_id = $1 AND d.bucket_name = r.bucket AND d.op_id > r.start_op AND d.op_id <= $4
+         ORDER BY d.op_id
+         LIMIT $5
+       ) b
+       ORDER BY b.bucket_name COLLATE "C", b.op_id
+       LIMIT $5`,
+      [
+        this.replicationStreamId,
+        dataBuckets.map((r) => r.bucket),
+        dataBuckets.map((r) => r.start.toString()),
+        checkpoint.checkpoint,
+        limit,
+      ],
+    );
+
+    let chunk: SyncBucketData | null = null;
+    let chunkBytes = 0;
+    let targetOp: InternalOpId | null = null;
+    let count = 0;
+    for (const row of rows) {
+      const size = row.data ? Buffer.byteLength(row.data) : 0;
+      const full =
+        chunk != null &&
+        (chunkBytes >= chunkLimitBytes ||
+          (chunk.data.length > 0 && chunkBytes + size > chunkLimitBytes) ||
+          chunk.data.length >= limit);
+      if (chunk == null || chunk.bucket !== row.bucket_name || full) {
+        let after: string | undefined;
+        if (chunk != null) {
+          if (chunk.bucket === row.bucket_name) {
+            chunk.has_more = true;
+            after = chunk.next_after;
+          }
+          yield { chunkData: chunk, targetOp };
+          chunk = null;
+          if (count >= limit) return;
+        }
+        if (after == null) {
+          const start = starts.get(row.bucket_name);
+          if (start == null) throw new Error(`Unexpected data for bucket ${row.bucket_name}`);
+          after = start.toString();
+        }
+        chunk = { bucket: row.bucket_name, after, has_more: false, data: [], next_after: after };
+        chunkBytes = 0;
+        targetOp = null;
+      }
+      const entry: OplogEntry = toOplogEntry(row);
+      if (row.target_op != null && (targetOp == null || row.target_op > targetOp)) targetOp = row.target_op;
+      chunk.data.push(entry);
+      chunk.next_after = entry.op_id;
+      chunkBytes += size;
+      count++;
+    }
+    if (chunk != null) {
+      // The last chunk may continue when the batch hit the row limit (true is safe when exactly at the limit).
+      chunk.has_more = count >= limit;
+      yield { chunkData: chunk, targetOp };
+    }
+  }
+
+  async getChecksums(
+    checkpoint: ReplicationCheckpoint,
+    buckets: BucketChecksumRequest[],
+    _options?: BucketChecksumOptions,
+  ): Promise<ChecksumMap> {
+    return this.checksumCache.getChecksumMap(
+      checkpoint.checkpoint,
+      buckets.map((b) => b.bucket),
+    );
+  }
+
+  clearChecksumCache(): void {
+    this.checksumCache.clear();
+  }
+
+  private async fetchChecksums(batch: FetchPartialBucketChecksum[]): Promise<PartialChecksumMap> {
+    if (batch.length === 0) return new Map();
+    const rows = await this.db.query<{ bucket: string; total: string; n: bigint; has_clear: boolean }>(
+      `SELECT r.bucket, sum(b.checksum)::text AS total, count(*)::int8 AS n, bool_or(b.op = 'CLEAR') AS has_clear
+       FROM unnest($2::text[], $3::int8[], $4::int8[]) AS r(bucket, start_op, end_op)
+       JOIN ${this.db.names.bucketData} b
+         ON b.group_id = $1 AND b.bucket_name = r.bucket AND b.op_id > r.start_op AND b.op_id <= r.end_op
+       GROUP BY r.bucket`,
+      [
+        this.replicationStreamId,
+        batch.map((b) => b.bucket),
+        batch.map((b) => (b.start ?? 0n).toString()),
+        batch.map((b) => b.end.toString()),
+      ],
+    );
+    const result: PartialChecksumMap = new Map();
+    for (const row of rows) {
+      const checksum = Number(BigInt(row.total) & 0xffffffffn) & 0xffffffff;
+      const count = Number(row.n);
+      result.set(
+        row.bucket,
+        row.has_clear
+          ? { bucket: row.bucket, checksum, count }
+          : { bucket: row.bucket, partialChecksum: checksum, partialCount: count },
+      );
+    }
+    return result;
+  }
+
+  async getCheckpointChanges(_options: GetCheckpointChangesOptions): Promise<CheckpointChanges> {
+    // Individual changes are not tracked (as in upstream's Postgres storage): the sync layer re-evaluates all.
+    return CHECKPOINT_INVALIDATE_ALL;
+  }
+
+  // biome-ignore lint/correctness/useYield: not implemented yet; throws on first iteration
+  async *watchCheckpointChanges(_options: WatchWriteCheckpointOptions): AsyncIterable<StorageCheckpointUpdate> {
+    throw notYet('Live checkpoint watching');
+  }
+
+  async terminate(options?: TerminateOptions): Promise<void> {
+    if (!options || options.clearStorage) await this.clear(options);
+    await this.db.query(`UPDATE ${this.db.names.syncRules} SET state = $2, snapshot_done = false WHERE id = $1`, [
+      this.replicationStreamId,
+      SyncRuleState.TERMINATED,
+    ]);
+  }
+
+  async getStatus(): Promise<ReplicationStreamStatus> {
+    const row = await this.row();
+    return {
+      snapshotDone: row.snapshot_done && row.last_checkpoint_lsn != null,
+      resumeLsn: maxLsn(row.snapshot_lsn, row.last_checkpoint_lsn),
+    };
+  }
+
+  /** Deletes this stream's data in bounded batches, so a huge stream never needs one giant DELETE (upstream #729). */
+  async clear(options?: ClearStorageOptions): Promise<void> {
+    const n = this.db.names;
+    await this.db.query(
+      `UPDATE ${n.syncRules} SET snapshot_done = false, last_checkpoint_lsn = NULL, last_checkpoint = NULL,
+         no_checkpoint_before = NULL WHERE id = $1`,
+      [this.replicationStreamId],
+    );
+    const batch = 10_000;
+    const deletes = [
+      `DELETE FROM ${n.bucketData} WHERE ctid = ANY(ARRAY(SELECT ctid FROM ${n.bucketData} WHERE group_id = $1 LIMIT $2))`,
+      `DELETE FROM ${n.bucketParameters} WHERE ctid = ANY(ARRAY(SELECT ctid FROM ${n.bucketParameters} WHERE group_id = $1 LIMIT $2))`,
+      `DELETE FROM ${n.currentData} WHERE ctid = ANY(ARRAY(SELECT ctid FROM ${n.currentData} WHERE group_id = $1 LIMIT $2))`,
+      `DELETE FROM ${n.sourceTables} WHERE ctid = ANY(ARRAY(SELECT ctid FROM ${n.sourceTables} WHERE group_id = $1 LIMIT $2))`,
+    ];
+    for (const statement of deletes) {
+      for (;;) {
+        if (options?.signal?.aborted) throw new PgStateError('QUERY_FAILED', 'Clearing PowerSync storage was aborted.');
+        const result = await this.db.pool.query(statement, [this.replicationStreamId, batch]);
+        if ((result.rowCount ?? 0) < batch) break;
+      }
+    }
+    this.checksumCache.clear();
+  }
+}
+
+interface BucketDataRow {
+  bucket_name: string;
+  op_id: bigint;
+  op: 'PUT' | 'REMOVE' | 'MOVE' | 'CLEAR';
+  source_table: string | null;
+  source_key: Buffer | null;
+  table_name: string | null;
+  row_id: string | null;
+  checksum: bigint;
+  data: string | null;
+  target_op: bigint | null;
+}
+
+function toOplogEntry(row: BucketDataRow): OplogEntry {
+  if (row.op === 'PUT' || row.op === 'REMOVE') {
+    return {
+      op_id: row.op_id.toString(),
+      op: row.op,
+      object_type: row.table_name ?? undefined,
+      object_id: row.row_id ?? undefined,
+      checksum: Number(row.checksum),
+      subkey:
+        row.source_table != null && row.source_key != null
+          ? replicaIdToSubkey(row.source_table, deserializeReplicaId(row.source_key))
+          : undefined,
+      data: row.data,
+    };
+  }
+  return { op_id: row.op_id.toString(), op: row.op, checksum: Number(row.checksum) };
+}
+
+function notYet(what: string): PgStateError {
+  return new PgStateError('INVALID_INPUT', `${what} are not implemented by @pgstate/powersync yet.`, {
+    fix: 'See the @pgstate/powersync README for what this version implements.',
+  });
+}
