@@ -1,0 +1,729 @@
+/**
+ * A blob store (the subset of S3 the Pulumi CLI uses) over one PostgreSQL table, in either layout. Every write is
+ * one transaction that also keeps the side tables (sizes/MD5s, stack index) right, so whichever path writes a
+ * key (this API, the S3 gateway, the state store) the index stays correct.
+ */
+import { createHash } from 'node:crypto';
+import {
+  type ByteRange,
+  type ConnectionInput,
+  createPool,
+  type ListRequest,
+  type ListResult,
+  type ObjectBody,
+  type ObjectInfo,
+  PgStateError,
+  type PutConditions,
+  parseConnectionSettings,
+} from '@pgstate/core';
+import type pg from 'pg';
+import { compareKeys, prefixUpperBound, validateKey, validatePrefix } from './keys.js';
+import { type Compression, decompressBytes, summarizeCheckpoint } from './summary.js';
+import {
+  DEFAULT_TABLE,
+  type PulumiLayout,
+  type PulumiTableNames,
+  pulumiTableNames,
+  pulumiTablesDdl,
+} from './tables.js';
+
+/** URL query parameters this package understands (never sent to the server). */
+export const PULUMI_URL_PARAMS = ['table', 'schema', 'layout', 'key_prefix'] as const;
+
+export interface PulumiBlobStoreOptions {
+  /** A `postgres://` URL or connection fields; `?table=`, `?schema=`, `?layout=seed|native` are read from it. */
+  connection?: ConnectionInput;
+  /** Use this pool instead of creating one (it is not closed by `close()`). */
+  pool?: pg.Pool;
+  table?: string;
+  schema?: string;
+  layout?: PulumiLayout;
+  /**
+   * Prefix every stored key gets. Default: none for `seed`; `<database>/` for `native`, which is what
+   * `pulumi login postgres://host/db` writes.
+   */
+  keyPrefix?: string;
+  /** Create missing tables on first use (default true). Without CREATE privilege, run `pgstate migrate` once. */
+  createTables?: boolean;
+}
+
+/** Stack checkpoint keys the index follows: `.pulumi/stacks/<project>/<stack>.json[.gz|.zst]`. */
+const STACK_KEY = /^\.pulumi\/stacks\/([^/]+)\/([^/]+)\.json(\.gz|\.zst)?$/;
+
+export function parseStackKey(key: string): { project: string; stack: string; compression: Compression } | undefined {
+  const m = STACK_KEY.exec(key);
+  if (!m) return undefined;
+  return { project: m[1]!, stack: m[2]!, compression: (m[3] ?? '') as Compression };
+}
+
+export interface StackIndexRow {
+  project: string;
+  stack: string;
+  /** The logical key of the checkpoint variant (`.json`, `.json.gz` or `.json.zst`). */
+  key: string;
+  /** When the checkpoint row was written. */
+  modified: Date;
+  size: number;
+  /** `latest.manifest.time` of the checkpoint. */
+  lastUpdate: string | undefined;
+  resourceCount: number | undefined;
+}
+
+type Queryable = pg.Pool | pg.PoolClient;
+
+const MAX_LIST_KEYS = 1000;
+
+export class PulumiBlobStore {
+  readonly names: PulumiTableNames;
+  readonly layout: PulumiLayout;
+  readonly keyPrefix: string;
+  readonly pool: pg.Pool;
+  private readonly ownsPool: boolean;
+  private readonly createTables: boolean;
+  private ready: Promise<void> | undefined;
+  private readonly sizeSql: string;
+  private readonly etagSql: string;
+  private readonly bytesSql: string;
+
+  constructor(options: PulumiBlobStoreOptions) {
+    let table = options.table;
+    let schema = options.schema;
+    let layout = options.layout;
+    let keyPrefix = options.keyPrefix;
+    let database: string | undefined;
+    if (options.pool) {
+      this.pool = options.pool;
+      this.ownsPool = false;
+    } else {
+      const settings = parseConnectionSettings(options.connection ?? 'postgres://', {
+        adapterParams: PULUMI_URL_PARAMS,
+      });
+      table ??= settings.adapterParams.table;
+      schema ??= settings.adapterParams.schema;
+      layout ??= settings.adapterParams.layout as PulumiLayout | undefined;
+      keyPrefix ??= settings.adapterParams.key_prefix;
+      database = settings.database;
+      // Validate names before a pool exists, so a bad name leaks nothing.
+      pulumiTableNames(table ?? DEFAULT_TABLE, schema, layout ?? 'seed');
+      this.pool = createPool(settings);
+      this.ownsPool = true;
+    }
+    this.names = pulumiTableNames(table ?? DEFAULT_TABLE, schema, layout ?? 'seed');
+    this.layout = this.names.layout;
+    if (keyPrefix === undefined && this.layout === 'native') {
+      database ??= (this.pool.options as { database?: string }).database;
+      if (!database) {
+        throw new PgStateError('BAD_SETTING', 'The native layout needs the database name as its key prefix.', {
+          fix: 'Pass keyPrefix (e.g. "mydb/"), or a connection URL that names the database.',
+        });
+      }
+      keyPrefix = `${database}/`;
+    }
+    this.keyPrefix = keyPrefix ?? '';
+    if (this.keyPrefix) validatePrefix(this.keyPrefix);
+    this.createTables = options.createTables ?? true;
+    if (this.layout === 'seed') {
+      this.bytesSql = 't.data';
+      this.sizeSql = 'octet_length(t.data)';
+      this.etagSql =
+        'CASE WHEN o.updated_at = t.updated_at AND o.size = octet_length(t.data) THEN o.md5 ELSE md5(t.data) END';
+    } else {
+      this.bytesSql = "decode(t.data->>'data', 'base64')";
+      this.sizeSql = `CASE WHEN o.updated_at = t.updated_at THEN o.size ELSE octet_length(${this.bytesSql}) END`;
+      this.etagSql = `CASE WHEN o.updated_at = t.updated_at THEN o.md5 ELSE md5(${this.bytesSql}) END`;
+    }
+  }
+
+  // ---------------------------------------------------------------- setup
+
+  /** Creates the tables when missing (once per store), under an advisory lock so concurrent starts are safe. */
+  ensureTables(): Promise<void> {
+    this.ready ??= this.createMissingTables().catch((error) => {
+      this.ready = undefined;
+      throw error;
+    });
+    return this.ready;
+  }
+
+  private async createMissingTables(): Promise<void> {
+    const { rows } = await this.pool
+      .query<{ missing: boolean }>(
+        'SELECT to_regclass($1) IS NULL OR to_regclass($2) IS NULL OR to_regclass($3) IS NULL AS missing',
+        [this.names.blobs, this.names.objects, this.names.stacks],
+      )
+      .catch(fail);
+    if (!rows[0]?.missing) return;
+    if (!this.createTables) {
+      throw new PgStateError('MIGRATIONS_PENDING', `The Pulumi tables for ${this.names.blobs} do not exist.`, {
+        fix: 'Run `pgstate migrate` (or create the store with createTables: true) as a role with CREATE privilege.',
+      });
+    }
+    await this.transaction(async (client) => {
+      await client.query("SELECT pg_advisory_xact_lock(hashtext('pgstate:pulumi:ddl'))");
+      for (const statement of pulumiTablesDdl(this.names)) await client.query(statement);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.ownsPool) await this.pool.end();
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  async head(key: string): Promise<ObjectInfo | null> {
+    validateKey(key);
+    await this.ensureTables();
+    const { rows } = await this.pool
+      .query<{ size: number; etag: string; updated_at: Date }>(
+        `SELECT (${this.sizeSql})::int4 AS size, ${this.etagSql} AS etag, t.updated_at
+           FROM ${this.names.blobs} t LEFT JOIN ${this.names.objects} o ON o.key = t.key
+          WHERE t.key = $1`,
+        [this.keyPrefix + key],
+      )
+      .catch(fail);
+    const row = rows[0];
+    return row ? { key, size: row.size, etag: row.etag, lastModified: row.updated_at } : null;
+  }
+
+  /** The object's bytes (or the requested range of them), read in one statement so bytes and metadata agree. */
+  async get(key: string, range?: ByteRange): Promise<ObjectBody | null> {
+    validateKey(key);
+    if (range) validateRange(range);
+    await this.ensureTables();
+    const slice =
+      this.layout === 'seed' && range
+        ? range.end === undefined
+          ? 'substring(t.data FROM $2::int4 + 1)'
+          : 'substring(t.data FROM $2::int4 + 1 FOR $3::int4 - $2::int4 + 1)'
+        : this.layout === 'seed'
+          ? 't.data'
+          : "t.data->>'data'";
+    const values: unknown[] = [this.keyPrefix + key];
+    if (this.layout === 'seed' && range) {
+      values.push(range.start);
+      if (range.end !== undefined) values.push(range.end);
+    }
+    const rows = await queryRows(
+      this.pool,
+      `SELECT (${this.sizeSql})::int4 AS size, ${this.etagSql} AS etag, t.updated_at, ${slice} AS body
+         FROM ${this.names.blobs} t LEFT JOIN ${this.names.objects} o ON o.key = t.key
+        WHERE t.key = $1`,
+      values,
+    ).catch(fail);
+    const row = rows[0] as { size: number; etag: string; updated_at: Date; body: Buffer | string } | undefined;
+    if (!row) return null;
+    const info: ObjectInfo = { key, size: row.size, etag: row.etag, lastModified: row.updated_at };
+    if (range && (range.start >= info.size || (info.size === 0 && range.start === 0))) {
+      throw new PgStateError('INVALID_INPUT', `The range ${range.start}- is outside the object (${info.size} bytes).`, {
+        fix: 'Request a range that starts before the end of the object.',
+      });
+    }
+    let body: Uint8Array = typeof row.body === 'string' ? Buffer.from(row.body, 'base64') : row.body;
+    if (range && this.layout === 'native') {
+      body = body.subarray(range.start, range.end === undefined ? undefined : range.end + 1);
+    }
+    return { info, body };
+  }
+
+  /** Reads a whole object's bytes, or null when missing. */
+  async read(key: string): Promise<Uint8Array | null> {
+    return (await this.get(key))?.body ?? null;
+  }
+
+  /**
+   * Lists keys under a prefix in UTF-8 byte order. With a delimiter, keys whose remainder after the prefix
+   * contains it are rolled up into common prefixes (S3 semantics); a page holds at most maxKeys objects + prefixes.
+   */
+  async list(request: ListRequest): Promise<ListResult> {
+    const prefix = validatePrefix(request.prefix ?? '');
+    const delimiter = request.delimiter ? validateDelimiter(request.delimiter) : undefined;
+    const startAfter = request.startAfter ? validatePrefix(request.startAfter) : undefined;
+    const maxKeys = Math.max(0, Math.min(MAX_LIST_KEYS, Math.floor(request.maxKeys)));
+    await this.ensureTables();
+    const result: ListResult = { objects: [], commonPrefixes: [], isTruncated: false };
+    if (maxKeys === 0) return result;
+
+    const stored = this.keyPrefix + prefix;
+    const upper = prefixUpperBound(stored);
+    let atLeast = stored;
+    let after: string | undefined;
+    if (startAfter !== undefined && compareKeys(startAfter, prefix) >= 0) {
+      const rollup = delimiter ? commonPrefixOf(startAfter, prefix, delimiter) : undefined;
+      if (rollup !== undefined) {
+        const next = prefixUpperBound(this.keyPrefix + rollup);
+        if (next === undefined) return result;
+        atLeast = next;
+      } else {
+        after = this.keyPrefix + startAfter;
+      }
+    }
+    let emitted = 0;
+    let last: string | undefined;
+    for (;;) {
+      const limit = maxKeys - emitted + 1;
+      const rows = await this.listRows(atLeast, after, upper, limit);
+      let restart = false;
+      for (const row of rows) {
+        const key = row.key.slice(this.keyPrefix.length);
+        const rollup = delimiter ? commonPrefixOf(key, prefix, delimiter) : undefined;
+        if (emitted === maxKeys) {
+          result.isTruncated = true;
+          result.nextStartAfter = last;
+          return result;
+        }
+        if (rollup !== undefined) {
+          result.commonPrefixes.push(rollup);
+          emitted++;
+          last = rollup;
+          // Skip every other key under this common prefix with one new range scan.
+          const next = prefixUpperBound(this.keyPrefix + rollup);
+          if (next === undefined) return result;
+          atLeast = next;
+          after = undefined;
+          restart = true;
+          break;
+        }
+        result.objects.push({ key, size: row.size, etag: row.etag, lastModified: row.updated_at });
+        emitted++;
+        last = key;
+        after = row.key;
+      }
+      if (!restart && rows.length < limit) return result;
+    }
+  }
+
+  private async listRows(
+    atLeast: string,
+    after: string | undefined,
+    upper: string | undefined,
+    limit: number,
+  ): Promise<{ key: string; size: number; etag: string; updated_at: Date }[]> {
+    // Pattern operators compare bytes (memcmp) and use the seed's `text_pattern_ops` index: UTF-8 byte order
+    // whatever the database collation, and `_`/`%` are ordinary characters.
+    const where = ['t.key ~>=~ $1'];
+    const values: unknown[] = [atLeast, limit];
+    if (after !== undefined) {
+      values.push(after);
+      where.push(`t.key ~>~ $${values.length}`);
+    }
+    if (upper !== undefined) {
+      values.push(upper);
+      where.push(`t.key ~<~ $${values.length}`);
+    }
+    const { rows } = await this.pool
+      .query(
+        `SELECT t.key, (${this.sizeSql})::int4 AS size, ${this.etagSql} AS etag, t.updated_at
+           FROM ${this.names.blobs} t LEFT JOIN ${this.names.objects} o ON o.key = t.key
+          WHERE ${where.join(' AND ')}
+          ORDER BY t.key USING ~<~
+          LIMIT $2`,
+        values,
+      )
+      .catch(fail);
+    return rows;
+  }
+
+  /** Every object under a prefix (all pages). */
+  async listAll(prefix: string): Promise<ObjectInfo[]> {
+    const all: ObjectInfo[] = [];
+    let startAfter: string | undefined;
+    for (;;) {
+      const page = await this.list({ prefix, startAfter, maxKeys: MAX_LIST_KEYS });
+      all.push(...page.objects);
+      if (!page.isTruncated) return all;
+      startAfter = page.nextStartAfter;
+    }
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  /**
+   * Writes an object. `ifNoneMatch: '*'` writes only when the key is absent; `ifMatch` only when the current
+   * ETag equals it (compare-and-swap). A failed condition throws PRECONDITION_FAILED and writes nothing.
+   */
+  async put(key: string, body: Uint8Array, conditions: PutConditions = {}): Promise<ObjectInfo> {
+    validateKey(key);
+    if (!(body instanceof Uint8Array)) {
+      throw new PgStateError('INVALID_INPUT', 'The object body is not bytes.', { fix: 'Pass a Buffer/Uint8Array.' });
+    }
+    if (conditions.ifMatch !== undefined && !/^[0-9a-f]{32}$/.test(conditions.ifMatch)) {
+      throw new PgStateError('PRECONDITION_FAILED', `The ETag ${JSON.stringify(conditions.ifMatch)} does not match.`, {
+        fix: 'Pass the hex MD5 ETag returned by head/put, without quotes.',
+      });
+    }
+    await this.ensureTables();
+    const md5 = createHash('md5').update(body).digest('hex');
+    return this.transaction(async (client) => {
+      const stored = this.keyPrefix + key;
+      if (conditions.ifMatch !== undefined) {
+        const { rows } = await client.query<{ etag: string }>(
+          `SELECT ${this.etagSql} AS etag
+             FROM ${this.names.blobs} t LEFT JOIN ${this.names.objects} o ON o.key = t.key
+            WHERE t.key = $1 FOR UPDATE OF t`,
+          [stored],
+        );
+        const current = rows[0]?.etag;
+        if (current !== conditions.ifMatch) {
+          throw new PgStateError(
+            'PRECONDITION_FAILED',
+            current === undefined
+              ? `The object ${JSON.stringify(key)} does not exist, so its ETag cannot match.`
+              : `The object ${JSON.stringify(key)} changed: its ETag is no longer ${conditions.ifMatch}.`,
+            { fix: 'Read the object again and retry with its current ETag.' },
+          );
+        }
+      }
+      const value = this.layout === 'seed' ? '$2::bytea' : '$2::json';
+      const param = this.layout === 'seed' ? body : nativeJson(body);
+      const onConflict =
+        conditions.ifNoneMatch === '*'
+          ? 'DO NOTHING'
+          : 'DO UPDATE SET data = EXCLUDED.data, updated_at = EXCLUDED.updated_at';
+      const { rows } = await client.query<{ updated_at: Date }>(
+        `INSERT INTO ${this.names.blobs} AS t (key, data, updated_at) VALUES ($1, ${value}, clock_timestamp())
+         ON CONFLICT (key) ${onConflict} RETURNING t.updated_at`,
+        [stored, param],
+      );
+      if (!rows[0]) {
+        throw new PgStateError('PRECONDITION_FAILED', `The object ${JSON.stringify(key)} already exists.`, {
+          fix: 'Only write it if absent when you expect it to be new; otherwise drop the if-none-match condition.',
+        });
+      }
+      await this.writeSideRows(client, key, body.byteLength, md5, body);
+      return { key, size: body.byteLength, etag: md5, lastModified: rows[0].updated_at };
+    });
+  }
+
+  /** Copies an object inside the database (the bytes never travel to this process). Null when the source is missing. */
+  async copy(sourceKey: string, destinationKey: string): Promise<ObjectInfo | null> {
+    validateKey(sourceKey);
+    validateKey(destinationKey);
+    await this.ensureTables();
+    return this.transaction(async (client) => {
+      const source = await client.query<{ size: string; etag: string }>(
+        `SELECT ${this.sizeSql} AS size, ${this.etagSql} AS etag
+           FROM ${this.names.blobs} t LEFT JOIN ${this.names.objects} o ON o.key = t.key
+          WHERE t.key = $1 FOR SHARE OF t`,
+        [this.keyPrefix + sourceKey],
+      );
+      const src = source.rows[0];
+      if (!src) return null;
+      const { rows } = await client.query<{ updated_at: Date }>(
+        `INSERT INTO ${this.names.blobs} AS t (key, data, updated_at)
+         SELECT $2, s.data, clock_timestamp() FROM ${this.names.blobs} s WHERE s.key = $1
+         ON CONFLICT (key) DO UPDATE SET data = EXCLUDED.data, updated_at = EXCLUDED.updated_at
+         RETURNING t.updated_at`,
+        [this.keyPrefix + sourceKey, this.keyPrefix + destinationKey],
+      );
+      const size = Number(src.size);
+      await this.writeSideRows(client, destinationKey, size, src.etag, undefined);
+      return { key: destinationKey, size, etag: src.etag, lastModified: rows[0]!.updated_at };
+    });
+  }
+
+  /** Deletes an object; false when it did not exist. */
+  async delete(key: string): Promise<boolean> {
+    validateKey(key);
+    await this.ensureTables();
+    return this.transaction(async (client) =>
+      deleteRows(client, this.names, [this.keyPrefix + key]).then((n) => n > 0),
+    );
+  }
+
+  /** Deletes an object; throws NOT_FOUND when it did not exist. */
+  async deleteExisting(key: string): Promise<void> {
+    if (!(await this.delete(key))) {
+      throw new PgStateError('NOT_FOUND', `The object ${JSON.stringify(key)} does not exist.`, {
+        fix: 'List the prefix to see which keys exist.',
+      });
+    }
+  }
+
+  /**
+   * Writes `key` only if no key under `prefix` exists, atomically across processes and connections: a transaction
+   * takes an advisory lock on the prefix, checks it is empty and inserts. Transaction-scoped, so it also works
+   * behind PgBouncer in transaction mode. Returns false (writing nothing) when something already is there.
+   */
+  async putIfPrefixEmpty(prefix: string, key: string, body: Uint8Array): Promise<boolean> {
+    validatePrefix(prefix);
+    validateKey(key);
+    await this.ensureTables();
+    const md5 = createHash('md5').update(body).digest('hex');
+    return this.transaction(async (client) => {
+      const stored = this.keyPrefix + prefix;
+      await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [
+        `pgstate:pulumi:${this.names.blobs}:${stored}`,
+      ]);
+      const upper = prefixUpperBound(stored);
+      const { rows } = await client.query(
+        `SELECT 1 FROM ${this.names.blobs} t WHERE t.key ~>=~ $1 ${upper === undefined ? '' : 'AND t.key ~<~ $2'} LIMIT 1`,
+        upper === undefined ? [stored] : [stored, upper],
+      );
+      if (rows.length > 0) return false;
+      const value = this.layout === 'seed' ? '$2::bytea' : '$2::json';
+      await client.query(
+        `INSERT INTO ${this.names.blobs} (key, data, updated_at) VALUES ($1, ${value}, clock_timestamp())`,
+        [this.keyPrefix + key, this.layout === 'seed' ? body : nativeJson(body)],
+      );
+      await this.writeSideRows(client, key, body.byteLength, md5, body);
+      return true;
+    });
+  }
+
+  /** Deletes every key under a prefix in one transaction; returns how many were deleted. */
+  async deletePrefix(prefix: string): Promise<number> {
+    validatePrefix(prefix);
+    await this.ensureTables();
+    const stored = this.keyPrefix + prefix;
+    const upper = prefixUpperBound(stored);
+    return this.transaction(async (client) => {
+      const { rows } = await client.query<{ key: string }>(
+        `SELECT t.key FROM ${this.names.blobs} t WHERE t.key ~>=~ $1 ${upper === undefined ? '' : 'AND t.key ~<~ $2'}`,
+        upper === undefined ? [stored] : [stored, upper],
+      );
+      return deleteRows(
+        client,
+        this.names,
+        rows.map((r) => r.key),
+      );
+    });
+  }
+
+  // ---------------------------------------------------------------- stack index
+
+  /**
+   * Every stack checkpoint key with what `pulumi stack ls` shows, from the index. Rows written by other tools
+   * (the index's `updated_at` differs from the blob's) are re-read and repaired, so the answer is always current.
+   */
+  async stackIndex(project?: string): Promise<StackIndexRow[]> {
+    await this.ensureTables();
+    const prefix = `.pulumi/stacks/${project === undefined ? '' : `${project}/`}`;
+    const stored = this.keyPrefix + prefix;
+    const upper = prefixUpperBound(stored)!;
+    const { rows } = await this.pool
+      .query<{
+        key: string;
+        updated_at: Date;
+        fresh: boolean;
+        size: string;
+        last_update: string | null;
+        resource_count: number | null;
+      }>(
+        `SELECT t.key, t.updated_at, s.updated_at IS NOT DISTINCT FROM t.updated_at AS fresh, s.size,
+                s.last_update, s.resource_count
+           FROM ${this.names.blobs} t LEFT JOIN ${this.names.stacks} s ON s.key = t.key
+          WHERE t.key ~>=~ $1 AND t.key ~<~ $2
+          ORDER BY t.key USING ~<~`,
+        [stored, upper],
+      )
+      .catch(fail);
+    const out: StackIndexRow[] = [];
+    for (const row of rows) {
+      const key = row.key.slice(this.keyPrefix.length);
+      const parsed = parseStackKey(key);
+      if (!parsed) continue;
+      if (row.fresh) {
+        out.push({
+          ...parsed,
+          key,
+          modified: row.updated_at,
+          size: Number(row.size),
+          lastUpdate: row.last_update ?? undefined,
+          resourceCount: row.resource_count ?? undefined,
+        });
+        continue;
+      }
+      const repaired = await this.reindexStackKey(key);
+      if (repaired) out.push(repaired);
+    }
+    return out;
+  }
+
+  /** Re-reads one checkpoint and rewrites its index row (used for rows other tools wrote). */
+  private async reindexStackKey(key: string): Promise<StackIndexRow | undefined> {
+    return this.transaction(async (client) => {
+      const parsed = parseStackKey(key);
+      if (!parsed) return undefined;
+      const rows = await queryRows(
+        client,
+        `SELECT ${this.bytesSql} AS body, t.updated_at FROM ${this.names.blobs} t WHERE t.key = $1 FOR SHARE`,
+        [this.keyPrefix + key],
+      );
+      const row = rows[0] as { body: Buffer; updated_at: Date } | undefined;
+      if (!row) return undefined;
+      const summary = await this.writeStackIndex(client, key, row.body.byteLength, row.body);
+      return {
+        ...parsed,
+        key,
+        modified: row.updated_at,
+        size: row.body.byteLength,
+        lastUpdate: summary?.lastUpdate,
+        resourceCount: summary?.resourceCount,
+      };
+    });
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  /** Side rows written in the writer's transaction, stamped with the blob row's `updated_at`. */
+  private async writeSideRows(
+    client: pg.PoolClient,
+    key: string,
+    size: number,
+    md5: string,
+    body: Uint8Array | undefined,
+  ): Promise<void> {
+    const stored = this.keyPrefix + key;
+    await client.query(
+      `INSERT INTO ${this.names.objects} (key, size, md5, updated_at)
+       SELECT t.key, $2, $3, t.updated_at FROM ${this.names.blobs} t WHERE t.key = $1
+       ON CONFLICT (key) DO UPDATE SET size = EXCLUDED.size, md5 = EXCLUDED.md5, updated_at = EXCLUDED.updated_at`,
+      [stored, size, md5],
+    );
+    if (parseStackKey(key)) {
+      let bytes = body;
+      if (!bytes) {
+        const rows = await queryRows(
+          client,
+          `SELECT ${this.bytesSql} AS body FROM ${this.names.blobs} t WHERE t.key = $1`,
+          [stored],
+        );
+        bytes = (rows[0] as { body: Buffer }).body;
+      }
+      await this.writeStackIndex(client, key, size, bytes);
+    }
+  }
+
+  private async writeStackIndex(
+    client: pg.PoolClient,
+    key: string,
+    size: number,
+    bytes: Uint8Array,
+  ): Promise<ReturnType<typeof summarizeCheckpoint>> {
+    const parsed = parseStackKey(key)!;
+    let summary: ReturnType<typeof summarizeCheckpoint>;
+    try {
+      summary = summarizeCheckpoint(decompressBytes(bytes, parsed.compression));
+    } catch {
+      summary = undefined; // Not decodable: indexed without a count, like the CLI would fail to show one.
+    }
+    await client.query(
+      `INSERT INTO ${this.names.stacks} (key, project, stack, updated_at, size, last_update, resource_count)
+       SELECT t.key, $2, $3, t.updated_at, $4, $5, $6 FROM ${this.names.blobs} t WHERE t.key = $1
+       ON CONFLICT (key) DO UPDATE SET project = EXCLUDED.project, stack = EXCLUDED.stack,
+         updated_at = EXCLUDED.updated_at, size = EXCLUDED.size, last_update = EXCLUDED.last_update,
+         resource_count = EXCLUDED.resource_count`,
+      [
+        this.keyPrefix + key,
+        parsed.project,
+        parsed.stack,
+        size,
+        summary?.lastUpdate ?? null,
+        summary?.resourceCount ?? null,
+      ],
+    );
+    return summary;
+  }
+
+  /** Runs fn in one transaction on one connection; a connection that failed mid-way is discarded, not reused. */
+  async transaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect().catch(fail);
+    let broken: Error | undefined;
+    try {
+      await client.query('BEGIN');
+      const result = await fn(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      try {
+        await client.query('ROLLBACK');
+      } catch (rollbackError) {
+        broken = rollbackError as Error;
+      }
+      throw mapError(error, true);
+    } finally {
+      client.release(broken);
+    }
+  }
+}
+
+async function deleteRows(client: Queryable, names: PulumiTableNames, keys: string[]): Promise<number> {
+  if (keys.length === 0) return 0;
+  const { rowCount } = await client.query(`DELETE FROM ${names.blobs} WHERE key = ANY($1::text[])`, [keys]);
+  await client.query(`DELETE FROM ${names.objects} WHERE key = ANY($1::text[])`, [keys]);
+  await client.query(`DELETE FROM ${names.stacks} WHERE key = ANY($1::text[])`, [keys]);
+  return rowCount ?? 0;
+}
+
+/** What Pulumi's native driver stores: `{"data":"<base64>"}` (Go's []byte JSON encoding, no line breaks). */
+function nativeJson(body: Uint8Array): string {
+  return `{"data":"${Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('base64')}"}`;
+}
+
+function commonPrefixOf(key: string, prefix: string, delimiter: string): string | undefined {
+  if (!key.startsWith(prefix)) return undefined;
+  const at = key.indexOf(delimiter, prefix.length);
+  return at < 0 ? undefined : key.slice(0, at + delimiter.length);
+}
+
+function validateRange(range: ByteRange): void {
+  const ok =
+    Number.isSafeInteger(range.start) &&
+    range.start >= 0 &&
+    (range.end === undefined || (Number.isSafeInteger(range.end) && range.end >= range.start));
+  if (!ok) {
+    throw new PgStateError('INVALID_INPUT', `The byte range ${JSON.stringify(range)} is not valid.`, {
+      fix: 'Use a range with 0 <= start <= end.',
+    });
+  }
+}
+
+async function queryRows(db: Queryable, text: string, values: unknown[]): Promise<unknown[]> {
+  const result = await db.query(text, values);
+  return result.rows;
+}
+
+function validateDelimiter(delimiter: string): string {
+  if (typeof delimiter !== 'string' || /[\u0000-\u001f]/.test(delimiter) || delimiter.length > 16) {
+    throw new PgStateError('INVALID_INPUT', `The delimiter ${JSON.stringify(String(delimiter))} is not supported.`, {
+      fix: 'Use a short printable delimiter such as "/".',
+    });
+  }
+  return delimiter;
+}
+
+function fail(error: unknown): never {
+  throw mapError(error, true);
+}
+
+/** Turns driver errors into PgStateErrors with stable codes; messages carry no connection strings. */
+export function mapError(error: unknown, rethrow?: false): never;
+export function mapError(error: unknown, rethrow: true): PgStateError;
+export function mapError(error: unknown, rethrow = false): PgStateError {
+  let mapped: PgStateError;
+  if (error instanceof PgStateError) mapped = error;
+  else {
+    const e = error as { code?: string; message?: string };
+    const message = e?.message ?? String(error);
+    if (e?.code === '42501') {
+      mapped = new PgStateError('PERMISSION_DENIED', `PostgreSQL refused: ${message}`, {
+        fix: 'Grant the role SELECT/INSERT/UPDATE/DELETE on the Pulumi tables (see `pgstate doctor`).',
+        cause: error,
+      });
+    } else if (e?.code === '42P01') {
+      mapped = new PgStateError('MIGRATIONS_PENDING', `A Pulumi table is missing: ${message}`, {
+        fix: 'Run `pgstate migrate`.',
+        cause: error,
+      });
+    } else if (e?.code && /^(ECONN|ENOTFOUND|ETIMEDOUT|EHOSTUNREACH|57P0|08)/.test(e.code)) {
+      mapped = new PgStateError('UNREACHABLE', `Lost the database connection: ${message}`, {
+        fix: 'Check that PostgreSQL is running and reachable; the write was not applied.',
+        cause: error,
+      });
+    } else {
+      mapped = new PgStateError('QUERY_FAILED', message, { cause: error });
+    }
+  }
+  if (rethrow) return mapped;
+  throw mapped;
+}
