@@ -1,6 +1,22 @@
+export * from './advisory.js';
 export * from './bucket-handler.js';
+export {
+  clientClassFor,
+  clientConfig,
+  connectClient,
+  createPool,
+  poolConfig,
+  settingsOf,
+  tlsAttempts,
+  tlsOptions,
+  withClient,
+} from './client.js';
 export * from './cluster.js';
+export { isConnectionProblem, redactSecrets, sanitizeError, toPgStateError } from './connection-errors.js';
 export * from './errors.js';
+export * from './health.js';
 export * from './identifiers.js';
-export { createPool, parseConnectionSettings, poolConfig } from './parse.js';
+export * from './lease.js';
+export { parseConnectionSettings } from './parse.js';
+export { lookupPgpass, type PgpassQuery, type PgpassResult } from './pgpass.js';
 export * from './settings.js';

@@ -61,3 +61,5 @@ export async function createTestDatabase(
     },
   };
 }
+
+export * from './testing-tls.js';
