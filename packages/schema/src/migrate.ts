@@ -63,8 +63,12 @@ export interface MigrationStatus {
 }
 
 /**
- * One transaction-level advisory lock key for every pgstate migration in a database. Transaction-scoped, so it
- * cannot leak when a process dies and it works behind PgBouncer in transaction mode (a session lock would not).
+ * One session-level advisory lock key for every pgstate migration in a database, held on the dedicated connection
+ * while migrations run. Session-level on purpose: each migration transaction then starts after the lock was granted,
+ * so it sees the catalog as the previous holder committed it (a transaction-level lock taken inside the migration
+ * transaction leaves stale catalog caches: `to_regclass` and schema lookups miss what the other process created).
+ * The lock dies with the connection, so a killed migrator leaves nothing behind. Run migrations on a direct
+ * connection, not through PgBouncer in transaction mode (an up-to-date `migrate` takes no lock at all).
  */
 const MIGRATION_LOCK_KEY = '7450738237593361921';
 
@@ -189,17 +193,20 @@ export async function migrate(
   const configs = configsFor(target, options);
   const client = await pool.connect();
   let current: PlannedMigration | undefined;
+  let locked = false;
   try {
     const planned = plan(configs, await readStatus(client, configs, options));
     if (options.dryRun || planned.length === 0) {
       return { dryRun: options.dryRun === true, applied: planned, sql: toScript(planned) };
     }
     const applied: PlannedMigration[] = [];
+    await client.query('SELECT pg_advisory_lock($1::bigint)', [MIGRATION_LOCK_KEY]);
+    locked = true;
     for (const migration of planned) {
       current = migration;
       await client.query('BEGIN');
       try {
-        await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [MIGRATION_LOCK_KEY]);
+        // Re-check under the lock: another process may have applied it while we waited.
         if (await isApplied(client, migration, options)) {
           await client.query('COMMIT');
           continue;
@@ -218,12 +225,15 @@ export async function migrate(
         throw error;
       }
     }
+    await client.query('SELECT pg_advisory_unlock($1::bigint)', [MIGRATION_LOCK_KEY]);
+    locked = false;
     return { dryRun: false, applied, sql: toScript(applied) };
   } catch (error) {
     const config = current?.config ?? configs[configs.length - 1]!.config;
     throw migrationError(error, current ? `apply migration ${current.migration} to` : 'plan migrations for', config);
   } finally {
-    client.release();
+    // A connection that may still hold the session lock is closed, never returned to the pool.
+    client.release(locked ? true : undefined);
   }
 }
 

@@ -4,6 +4,7 @@ import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
+  assertMigrated,
   meltanoSeedTables,
   meltanoStateTable,
   migrate,
@@ -18,6 +19,7 @@ let pool: pg.Pool;
 beforeAll(async () => {
   db = await createTestDatabase(inject('pgUrl'), 'schema_migrate');
   pool = new pg.Pool({ connectionString: db.url, max: 10 });
+  pool.on('connect', (c) => c.on('error', () => {})); // DROP DATABASE ... WITH (FORCE) may race a closing client
 });
 
 afterAll(async () => {
@@ -190,5 +192,20 @@ describe('migrate', () => {
       "SELECT count(*)::int AS n FROM pgstate.migrations WHERE config = 'pulumi:race.one'",
     );
     expect(rows[0].n).toBe(1);
+  });
+
+  it('status flags an applied migration whose committed SQL changed, and assertMigrated names what is pending', async () => {
+    const target = { adapter: 'pulumi', schema: 'edited' } as const;
+    await expect(assertMigrated(pool, target)).rejects.toMatchObject({
+      code: 'MIGRATIONS_PENDING',
+      message: expect.stringContaining('pulumi:edited.pulumi_state 0000_init'),
+      fix: expect.stringContaining('pgstate migrate'),
+    });
+    await migrate(pool, target);
+    await assertMigrated(pool, target);
+    await pool.query("UPDATE pgstate.migrations SET hash = 'old' WHERE config = 'pulumi:edited.pulumi_state'");
+    const status = await migrationStatus(pool, target);
+    expect(status.configs[1]!.applied.map((a) => [a.migration, a.modified])).toEqual([['0000_init', true]]);
+    expect(status.configs[0]!.applied.every((a) => !a.modified)).toBe(true);
   });
 });
