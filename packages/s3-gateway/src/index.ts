@@ -1,2 +1,12 @@
-/** Placeholder: filled by the issue that builds this package. */
-export const packageName = '@pgstate/s3-gateway';
+export type { ChecksumAlgorithm } from './checksums.js';
+export { S3Error } from './errors.js';
+export {
+  createS3Gateway,
+  DEFAULT_LIMITS,
+  type GatewayLimits,
+  type S3Gateway,
+  type S3GatewayOptions,
+} from './gateway.js';
+export { jsonStderrLogger, type Logger, type LogRecord, silentLogger } from './logger.js';
+export { type PulumiBackend, type PulumiBackendOptions, startPulumiBackend } from './pulumi-backend.js';
+export type { Credential } from './sigv4.js';
