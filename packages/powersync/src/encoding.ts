@@ -73,9 +73,12 @@ export function uuidForRow(identity: Record<string, unknown>): bson.UUID {
   return new bson.UUID(uuidV5(bson.serialize(identity)));
 }
 
-/** Row data for TOAST merges: BSON keeps bigint / double / bytes apart, which JSON would not. */
+/**
+ * Row data for TOAST merges: BSON keeps bigint / double / bytes apart, which JSON would not. TOASTed (undefined)
+ * columns are left out, so they stay unknown after a round trip instead of turning into NULL.
+ */
 export function serializeRow(row: Record<string, unknown>): Buffer {
-  return Buffer.from(bson.serialize(row, { ignoreUndefined: false }));
+  return Buffer.from(bson.serialize(row));
 }
 
 export function deserializeRow(stored: Uint8Array): Record<string, unknown> {
