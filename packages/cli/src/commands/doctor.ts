@@ -1,11 +1,5 @@
 import type { TLSSocket } from 'node:tls';
-import {
-  type ConnectionSettings,
-  describeConnection,
-  isPgStateError,
-  PgStateError,
-  quoteIdentifier,
-} from '@pgstate/core';
+import { type ConnectionSettings, describeConnection, isPgStateError, PgStateError } from '@pgstate/core';
 import { type MigrationTarget, migrationStatus, type ResolvedTarget, resolveTarget } from '@pgstate/schema';
 import type { Command } from 'commander';
 import type pg from 'pg';
@@ -38,6 +32,7 @@ interface DoctorFlags {
 }
 
 type Client = pg.PoolClient;
+type Pool = Awaited<ReturnType<CommandContext['pool']>>;
 
 export function register(program: Command, context: CommandContext): void {
   const command = program
@@ -148,7 +143,7 @@ async function runDoctor(context: CommandContext, flags: DoctorFlags): Promise<R
     }
     for (const [t, r] of resolved)
       checks.push(await checkMigrations(pool, t, r, flags.internalSchema, strict, installed.get(t) ?? false));
-    checks.push(await checkPooler(client, settings));
+    checks.push(await checkPooler(client, pool, settings));
     checks.push(await checkClock(client));
   } finally {
     client.release();
@@ -271,6 +266,11 @@ async function checkRole(client: Client): Promise<{ check: DoctorCheck; user: st
   };
 }
 
+/** A name as it must be typed in SQL (printed in fixes, never executed here): quoted only when needed. */
+function sqlName(name: string): string {
+  return /^[a-z_][a-z0-9_]*$/.test(name) ? name : `"${name.replaceAll('"', '""')}"`;
+}
+
 const DML = ['SELECT', 'INSERT', 'UPDATE', 'DELETE'] as const;
 
 async function checkRights(
@@ -282,8 +282,8 @@ async function checkRights(
 ): Promise<{ check: DoctorCheck; installed: boolean }> {
   const id = `rights:${adapter}`;
   const schema = target.schema;
-  const qs = quoteIdentifier(schema, 'schema name');
-  const role = quoteIdentifier(user, 'role name');
+  const qs = sqlName(schema);
+  const role = sqlName(user);
   const tables = targetTables(target);
   const ns = await client.query<{ usage: boolean; create: boolean }>(
     `SELECT has_schema_privilege(oid, 'USAGE') AS usage, has_schema_privilege(oid, 'CREATE') AS create
@@ -334,7 +334,7 @@ async function checkRights(
   const lacking = rows.filter((r) => !(r.sel && r.ins && r.upd && r.del));
   const installed = rows.length > 0;
   if (lacking.length) {
-    const names = lacking.map((r) => `${qs}.${quoteIdentifier(r.name, 'table name')}`).join(', ');
+    const names = lacking.map((r) => `${qs}.${sqlName(r.name)}`).join(', ');
     const missing = lacking.flatMap((r) =>
       DML.filter((_, i) => ![r.sel, r.ins, r.upd, r.del][i]).map((p) => `${p} on ${r.name}`),
     );
@@ -424,17 +424,27 @@ async function checkMigrations(
   }
 }
 
-async function checkPooler(client: Client, settings: ConnectionSettings): Promise<DoctorCheck> {
-  // Two autocommit statements on one client connection: a transaction-mode pooler may hand them different backends.
-  const pids: number[] = [];
-  for (let i = 0; i < 3; i++)
-    pids.push((await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid);
+async function checkPooler(client: Client, pool: Pool, settings: ConnectionSettings): Promise<DoctorCheck> {
+  // Two client connections open at once always have two backends, unless a transaction-mode pooler hands both the
+  // same server connection between transactions; one client may also see its backend change between statements.
+  const other = await pool.connect();
+  const mine: number[] = [];
+  const theirs: number[] = [];
+  const pidOf = async (c: Client) => (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+  try {
+    for (let i = 0; i < 3; i++) {
+      mine.push(await pidOf(client));
+      theirs.push(await pidOf(other));
+    }
+  } finally {
+    other.release();
+  }
+  const transactionPooling = new Set(mine).size > 1 || new Set(theirs).size > 1 || mine.some((p) => theirs.includes(p));
   const { rows } = await client.query<{ port: number | null; app: string }>(
     "SELECT inet_server_port() AS port, current_setting('application_name') AS app",
   );
   const serverPort = rows[0]?.port ?? null;
   const appKept = rows[0]?.app === settings.applicationName;
-  const transactionPooling = new Set(pids).size > 1;
   const viaProxy = serverPort !== null && !settings.host.startsWith('/') && serverPort !== settings.port;
   const data = { transactionPooling, serverPort, clientPort: settings.port, applicationNameKept: appKept };
   if (transactionPooling)

@@ -1,0 +1,173 @@
+import { createTestDatabase } from '@pgstate/core/testing';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { cleanEnv, runCli, withPassword, withUser } from './helpers.js';
+
+interface Check {
+  id: string;
+  status: 'pass' | 'warn' | 'fail' | 'skip';
+  detail: string;
+  fix?: string;
+  code?: string;
+  data?: Record<string, unknown>;
+}
+interface Doctor {
+  ok: boolean;
+  embedded: boolean;
+  target: Record<string, unknown>;
+  checks: Check[];
+  summary: Record<string, number>;
+}
+
+const env = cleanEnv({ PGSTATE_HOME: '/nonexistent/pgstate-must-not-be-used' });
+
+async function doctor(args: string[]): Promise<{ code: number; doc: Doctor; raw: string }> {
+  const r = await runCli(['doctor', '--json', ...args], env);
+  return { code: r.code, doc: r.json<Doctor>(), raw: r.stdout + r.stderr };
+}
+
+function check(doc: Doctor, id: string): Check {
+  const found = doc.checks.find((c) => c.id === id);
+  if (!found) throw new Error(`no check ${id} in ${JSON.stringify(doc.checks.map((c) => c.id))}`);
+  return found;
+}
+
+async function sql(url: string, text: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(text);
+  } finally {
+    await client.end();
+  }
+}
+
+describe('pgstate doctor against a server given by --url', () => {
+  let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  beforeAll(async () => {
+    db = await createTestDatabase(inject('pgUrl'), 'cli_doctor');
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+
+  it('reports every check with the documented JSON shape', async () => {
+    const { code, doc } = await doctor(['--url', db.url]);
+    expect(code).toBe(0);
+    expect(doc).toMatchObject({ ok: true, embedded: false, target: { host: '127.0.0.1', database: db.name } });
+    expect(doc.target).not.toHaveProperty('password');
+    expect(doc.checks.map((c) => c.id)).toEqual([
+      'connect',
+      'server',
+      'tls',
+      'role',
+      'rights:pulumi',
+      'rights:meltano',
+      'rights:powersync',
+      'migrations:pulumi',
+      'migrations:meltano',
+      'migrations:powersync',
+      'pooler',
+      'clock',
+    ]);
+    for (const c of doc.checks) expect(['pass', 'warn']).toContain(c.status);
+    expect(check(doc, 'server').data).toMatchObject({ versionNum: expect.any(Number) });
+    expect(check(doc, 'pooler').data).toMatchObject({ transactionPooling: false });
+    expect(doc.summary).toMatchObject({ fail: 0 });
+  });
+
+  it('wrong password: connect fails with AUTH_FAILED and a fix; the password is never printed', async () => {
+    const wrong = 'S3cr3t-wrong-pw-1234';
+    const { code, doc, raw } = await doctor(['--url', withPassword(db.url, wrong)]);
+    expect(code).toBe(1);
+    expect(doc.ok).toBe(false);
+    const c = check(doc, 'connect');
+    expect(c).toMatchObject({ status: 'fail', code: 'AUTH_FAILED' });
+    expect(c.fix).toMatch(/password/i);
+    expect(check(doc, 'server').status).toBe('skip');
+    expect(raw).not.toContain(wrong);
+    // Human output: the same, one line per check plus a fix.
+    const human = await runCli(['doctor', '--url', withPassword(db.url, wrong)], env);
+    expect(human.code).toBe(1);
+    expect(human.stdout).toMatch(/FAIL\s+connect\s+.*[Pp]assword/);
+    expect(human.stdout).toMatch(/fix: .*password/i);
+    expect(human.stdout + human.stderr).not.toContain(wrong);
+  });
+
+  it('server down: connect fails with UNREACHABLE', async () => {
+    const { freeLoopbackPort } = await import('@pgstate/core');
+    const u = new URL(db.url);
+    u.port = String(await freeLoopbackPort());
+    const { code, doc } = await doctor(['--url', u.toString()]);
+    expect(code).toBe(1);
+    expect(check(doc, 'connect')).toMatchObject({ status: 'fail', code: 'UNREACHABLE' });
+    expect(check(doc, 'connect').fix).toBeTruthy();
+  });
+
+  it('other commands map connection errors to exit code 3 with one error line', async () => {
+    const r = await runCli(['--url', withPassword(db.url, 'nope-nope'), 'migrate'], env);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/^error \[AUTH_FAILED\]: /m);
+    expect(r.stderr).toMatch(/^fix: /m);
+    expect(r.stderr).not.toContain('nope-nope');
+  });
+
+  it('pending migrations: fails with MIGRATIONS_PENDING; the printed fix makes it pass', async () => {
+    const before = await doctor(['--url', db.url, '--adapter', 'pulumi']);
+    expect(before.code).toBe(1);
+    const c = check(before.doc, 'migrations:pulumi');
+    expect(c).toMatchObject({ status: 'fail', code: 'MIGRATIONS_PENDING' });
+    expect(c.fix).toMatch(/^pgstate migrate --adapter pulumi\b/);
+    // Without --adapter, an adapter never set up is only a warning.
+    const lenient = await doctor(['--url', db.url]);
+    expect(lenient.code).toBe(0);
+    expect(check(lenient.doc, 'migrations:pulumi').status).toBe('warn');
+    // Run the fix as printed.
+    const fix = c
+      .fix!.replace(/ \(.*$/, '')
+      .split(' ')
+      .slice(1);
+    const m = await runCli(['--url', db.url, ...fix, '--json'], env);
+    expect(m.code, m.stderr).toBe(0);
+    expect(m.json()).toMatchObject({ ok: true, dryRun: false });
+    const after = await doctor(['--url', db.url, '--adapter', 'pulumi']);
+    expect(after.code).toBe(0);
+    expect(check(after.doc, 'migrations:pulumi').status).toBe('pass');
+  });
+
+  it('missing schema rights: fails with the exact GRANT; running it makes it pass', async () => {
+    const role = `app_${Math.random().toString(36).slice(2, 8)}`;
+    const password = 'S3cr3t-app-pw-5678';
+    await sql(db.url, `CREATE ROLE ${role} LOGIN PASSWORD '${password}'`);
+    await sql(db.url, 'CREATE SCHEMA locked');
+    const m = await runCli(['--url', db.url, 'migrate', '--adapter', 'pulumi', '--schema', 'locked'], env);
+    expect(m.code, m.stderr).toBe(0);
+    const appUrl = withUser(db.url, role, password);
+    const args = ['--url', appUrl, '--adapter', 'pulumi', '--schema', 'locked'];
+
+    const noUsage = await doctor(args);
+    expect(noUsage.code).toBe(1);
+    const r1 = check(noUsage.doc, 'rights:pulumi');
+    expect(r1).toMatchObject({ status: 'fail', code: 'PERMISSION_DENIED' });
+    expect(r1.fix).toBe(`GRANT USAGE ON SCHEMA locked TO ${role};`);
+    expect(noUsage.raw).not.toContain(password);
+    await sql(db.url, r1.fix!);
+
+    const noDml = await doctor(args);
+    const r2 = check(noDml.doc, 'rights:pulumi');
+    expect(r2).toMatchObject({ status: 'fail', code: 'PERMISSION_DENIED' });
+    expect(r2.detail).toMatch(/SELECT on pulumi_state/);
+    expect(r2.fix).toBe(`GRANT SELECT, INSERT, UPDATE, DELETE ON locked.pulumi_state TO ${role};`);
+    await sql(db.url, r2.fix!);
+    // The runtime role reads the migration journal too.
+    await sql(
+      db.url,
+      `GRANT USAGE ON SCHEMA pgstate TO ${role}; GRANT SELECT ON ALL TABLES IN SCHEMA pgstate TO ${role}`,
+    );
+
+    const ok = await doctor(args);
+    expect(ok.code, JSON.stringify(ok.doc.checks.filter((c) => c.status === 'fail'))).toBe(0);
+    expect(check(ok.doc, 'rights:pulumi').detail).toMatch(/no CREATE/);
+    expect(check(ok.doc, 'migrations:pulumi').status).toBe('pass');
+  });
+});
