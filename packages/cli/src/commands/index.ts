@@ -4,3 +4,4 @@
 export { register as db } from './db.js';
 export { register as doctor } from './doctor.js';
 export { register as migrate } from './migrate.js';
+export { register as serve } from './serve.js';

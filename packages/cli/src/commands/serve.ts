@@ -1,0 +1,242 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { BucketHandler } from '@pgstate/core';
+import { PgStateError } from '@pgstate/core';
+import { createPulumiBucketHandler, PULUMI_URL_PARAMS } from '@pgstate/pulumi';
+import { createS3Gateway, jsonStderrLogger, startPulumiBackend } from '@pgstate/s3-gateway';
+import { type Command, Option } from 'commander';
+import type { CommandContext } from '../context.js';
+import { UsageError } from '../errors.js';
+import { withExamples } from '../help.js';
+
+/** Handlers `--bucket name=<handler>` can name. Meltano's joins when its package provides one. */
+const HANDLERS = ['pulumi'] as const;
+type HandlerName = (typeof HANDLERS)[number];
+
+interface ServeFlags {
+  listenHost: string;
+  listenPort: string;
+  accessKey?: string;
+  secretKey?: string;
+  bucket: string[];
+  tlsCert?: string;
+  tlsKey?: string;
+  maxObjectMb: string;
+  logRequests: boolean;
+}
+
+function parseBuckets(specs: string[]): Array<{ name: string; handler: HandlerName }> {
+  const list = specs.length ? specs : ['pulumi-state=pulumi'];
+  const seen = new Set<string>();
+  return list.map((spec) => {
+    const [name, handler, ...rest] = spec.split('=');
+    if (!name || !handler || rest.length || !(HANDLERS as readonly string[]).includes(handler)) {
+      throw new UsageError(
+        `--bucket "${spec}" is not NAME=HANDLER.`,
+        `Use e.g. --bucket pulumi-state=pulumi (handlers: ${HANDLERS.join(', ')}).`,
+      );
+    }
+    if (seen.has(name)) throw new UsageError(`Bucket "${name}" is given twice.`, 'Give each bucket once.');
+    seen.add(name);
+    return { name, handler: handler as HandlerName };
+  });
+}
+
+function port(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535)
+    throw new UsageError(`${flag} "${value}" is not a port number.`, `Use 0-65535 (0: any free port).`);
+  return n;
+}
+
+/** The Pulumi adapter's handler over the command's shared pool; `?table=`/`?schema=`/`?layout=` come from the URL. */
+async function pulumiHandler(context: CommandContext): Promise<BucketHandler> {
+  const settings = await context.settings({ adapterParams: [...PULUMI_URL_PARAMS] });
+  const params = settings.adapterParams;
+  const pool = await context.pool();
+  return createPulumiBucketHandler({
+    pool,
+    ...(params.table ? { table: params.table } : {}),
+    ...(params.schema ? { schema: params.schema } : {}),
+    ...(params.layout ? { layout: params.layout as 'seed' | 'native' } : {}),
+    ...(params.key_prefix ? { keyPrefix: params.key_prefix } : {}),
+  });
+}
+
+function waitForSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const on = (signal: NodeJS.Signals) => {
+      process.off('SIGINT', on);
+      process.off('SIGTERM', on);
+      resolve(signal);
+    };
+    process.on('SIGINT', on);
+    process.on('SIGTERM', on);
+  });
+}
+
+export function register(program: Command, context: CommandContext): void {
+  const serve = program
+    .command('serve')
+    .description('serve an S3-compatible endpoint whose buckets keep their objects in PostgreSQL (Ctrl-C stops)')
+    .addOption(new Option('--listen-host <host>', 'address to listen on').default('127.0.0.1').env('PGSTATE_S3_HOST'))
+    .addOption(
+      new Option('--listen-port <port>', 'port to listen on (0: any free port)').default('9000').env('PGSTATE_S3_PORT'),
+    )
+    .addOption(new Option('--access-key <id>', 'access key id clients sign with').env('PGSTATE_S3_ACCESS_KEY_ID'))
+    .addOption(
+      new Option('--secret-key <secret>', 'secret access key (prefer the environment variable)').env(
+        'PGSTATE_S3_SECRET_ACCESS_KEY',
+      ),
+    )
+    .option(
+      '--bucket <name=handler>',
+      `serve a bucket (repeatable; handlers: ${HANDLERS.join(', ')}; default pulumi-state=pulumi)`,
+      (v: string, all: string[]) => [...all, v],
+      [] as string[],
+    )
+    .option('--tls-cert <file>', 'PEM certificate: serve HTTPS')
+    .option('--tls-key <file>', 'PEM private key for --tls-cert')
+    .option('--max-object-mb <n>', 'largest object accepted, in MiB', '256')
+    .option('--no-log-requests', 'do not log one JSON line per request on stderr')
+    .action(async (flags: ServeFlags) => {
+      const buckets = parseBuckets(flags.bucket);
+      if (!!flags.accessKey !== !!flags.secretKey) {
+        throw new UsageError(
+          '--access-key and --secret-key go together.',
+          'Give both (or PGSTATE_S3_ACCESS_KEY_ID and PGSTATE_S3_SECRET_ACCESS_KEY).',
+        );
+      }
+      if (!!flags.tlsCert !== !!flags.tlsKey)
+        throw new UsageError('--tls-cert and --tls-key go together.', 'Give both.');
+      const maxObjectMb = Number(flags.maxObjectMb);
+      if (!(maxObjectMb > 0 && maxObjectMb <= 1000))
+        throw new UsageError('--max-object-mb must be between 1 and 1000.', 'A PostgreSQL bytea holds at most 1 GiB.');
+      if (flags.secretKey) (context as { secrets?: string[] }).secrets?.push(flags.secretKey);
+      const handlers: Record<string, BucketHandler> = {};
+      for (const b of buckets) handlers[b.name] = await pulumiHandler(context);
+      context.onClose(async () => {
+        for (const h of Object.values(handlers)) await h.close?.();
+      });
+      const pool = await context.pool();
+      const gateway = await createS3Gateway({
+        buckets: handlers,
+        credentials:
+          flags.accessKey && flags.secretKey
+            ? [{ accessKeyId: flags.accessKey, secretAccessKey: flags.secretKey }]
+            : [],
+        host: flags.listenHost,
+        port: port(flags.listenPort, '--listen-port'),
+        tls:
+          flags.tlsCert && flags.tlsKey
+            ? { cert: fs.readFileSync(flags.tlsCert), key: fs.readFileSync(flags.tlsKey) }
+            : undefined,
+        uploads: { pool },
+        limits: { maxObjectBytes: Math.floor(maxObjectMb * 1024 * 1024) },
+        logger: flags.logRequests ? jsonStderrLogger : (record) => record.msg !== 'request' && jsonStderrLogger(record),
+      });
+      const o = context.output;
+      const first = buckets[0]!.name;
+      const login = `s3://${first}?endpoint=${gateway.url}&s3ForcePathStyle=true`;
+      if (o.json) {
+        o.emitJson({
+          url: gateway.url,
+          buckets: buckets.map((b) => ({ name: b.name, handler: b.handler })),
+          pulumiLogin: login,
+          authentication: flags.accessKey ? 'sigv4' : 'open',
+        });
+      } else {
+        o.line(`pgstate serve: listening on ${gateway.url}`);
+        for (const b of buckets) o.line(`  bucket ${b.name} -> ${b.handler}`);
+        o.line(`  pulumi login '${login}'`);
+        if (!flags.accessKey)
+          o.line(
+            '  no access keys: any signature is accepted (loopback only); set --access-key/--secret-key to require one',
+          );
+      }
+      const signal = await waitForSignal();
+      o.note(`pgstate serve: ${signal}, finishing in-flight requests`);
+      await gateway.close();
+    });
+  withExamples(serve, [
+    ['pgstate serve', 'bucket pulumi-state on http://127.0.0.1:9000, pgstate’s own PostgreSQL'],
+    ['pgstate serve --url "$DATABASE_URL" --listen-port 9100 --bucket state=pulumi', 'a named bucket on another port'],
+    [
+      'PGSTATE_S3_ACCESS_KEY_ID=k PGSTATE_S3_SECRET_ACCESS_KEY=s pgstate serve --listen-host 0.0.0.0',
+      'listen beyond loopback (keys required)',
+    ],
+  ]);
+
+  // `pgstate pulumi run`: joins the `pulumi` command group (created here if the Pulumi commands did not create it).
+  const pulumi =
+    program.commands.find((c) => c.name() === 'pulumi') ??
+    program.command('pulumi').description('Pulumi state in PostgreSQL');
+  const run = pulumi
+    .command('run')
+    .description(
+      'run the stock pulumi CLI with its state in PostgreSQL (an S3 endpoint on a free loopback port for the run)',
+    )
+    .argument('[pulumi-args...]', 'arguments for pulumi, after --')
+    .addOption(new Option('--pulumi <path>', 'the pulumi executable').env('PGSTATE_PULUMI_BIN'))
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .action(async (args: string[], flags: { pulumi?: string }) => {
+      const executable = findPulumi(flags.pulumi, context.env);
+      const handler = await pulumiHandler(context);
+      const pool = await context.pool();
+      const backend = await startPulumiBackend({ handler, uploads: { pool } });
+      context.onClose(async () => {
+        await backend.close();
+        await handler.close?.();
+      });
+      context.output.debug(`pulumi backend ${backend.backendUrl}`);
+      const child = spawn(executable, args, {
+        stdio: 'inherit',
+        env: { ...context.env, ...backend.envVars } as NodeJS.ProcessEnv,
+      });
+      // Ctrl-C reaches pulumi through the terminal's process group; pulumi decides how to stop. SIGTERM sent to us
+      // alone is passed on. Either way we wait for pulumi, then close the endpoint.
+      const forward = (signal: NodeJS.Signals) => {
+        if (signal === 'SIGTERM') child.kill('SIGTERM');
+      };
+      process.on('SIGINT', forward);
+      process.on('SIGTERM', forward);
+      try {
+        const code = await new Promise<number>((resolve, reject) => {
+          child.once('error', reject);
+          child.once('exit', (exitCode, signal) => resolve(exitCode ?? (signal === 'SIGINT' ? 130 : 1)));
+        });
+        context.exitCode = code;
+      } finally {
+        process.off('SIGINT', forward);
+        process.off('SIGTERM', forward);
+      }
+    });
+  withExamples(run, [
+    ['pgstate pulumi run -- stack init dev', 'create a stack; its state lands in PostgreSQL'],
+    ['pgstate pulumi run --url "$DATABASE_URL" -- up --yes', 'update against a given server'],
+    ['pgstate pulumi run -- stack ls', 'list stacks'],
+  ]);
+}
+
+function findPulumi(explicit: string | undefined, env: Record<string, string | undefined>): string {
+  if (explicit) {
+    if (!fs.existsSync(explicit)) {
+      throw new PgStateError('NOT_FOUND', `The pulumi executable ${explicit} does not exist.`, {
+        fix: 'Pass the path of the pulumi CLI.',
+      });
+    }
+    return explicit;
+  }
+  for (const dir of (env.PATH ?? '').split(path.delimiter).filter(Boolean)) {
+    const candidate = path.join(dir, 'pulumi');
+    try {
+      fs.accessSync(candidate, fs.constants.X_OK);
+      return candidate;
+    } catch {}
+  }
+  throw new PgStateError('NOT_FOUND', 'The pulumi CLI is not on PATH.', {
+    fix: 'Install the Pulumi CLI, or pass --pulumi <path> (or PGSTATE_PULUMI_BIN).',
+  });
+}
