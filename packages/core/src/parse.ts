@@ -259,7 +259,8 @@ export function parseConnectionSettings(input: ConnectionInput, options: ParseOp
     ['gssencmode', ['disable', 'prefer', 'allow']],
     ['target_session_attrs', ['any']],
     ['sslnegotiation', ['postgres', 'direct']],
-    ['channel_binding', ['disable', 'prefer', 'require']],
+    // pg cannot refuse a server that skips channel binding, so `require` would be a promise we cannot keep.
+    ['channel_binding', ['disable', 'prefer']],
     ['sslsni', ['0', '1']],
     ['sslcompression', ['0', '1']],
     ['keepalives', ['0', '1']],
@@ -306,7 +307,7 @@ export function parseConnectionSettings(input: ConnectionInput, options: ParseOp
       const idle = parseIntSetting(get('keepalives_idle'), 'keepalives_idle', 0);
       return idle === undefined ? undefined : idle * 1000;
     })(),
-    channelBinding: (value('channel_binding') ?? 'prefer') as 'disable' | 'prefer' | 'require',
+    channelBinding: (value('channel_binding') ?? 'prefer') as 'disable' | 'prefer',
     sslMinProtocolVersion: value('ssl_min_protocol_version') as TlsVersion | undefined,
     sslMaxProtocolVersion: value('ssl_max_protocol_version') as TlsVersion | undefined,
     sslSni: value('sslsni') !== '0',

@@ -42,8 +42,8 @@ export interface ConnectionSettings {
   fallbackApplicationName?: string | undefined;
   keepAlive?: boolean;
   keepAliveIdleMs?: number | undefined;
-  /** `channel_binding=require|prefer` turns on SCRAM-SHA-256-PLUS when the server offers it. */
-  channelBinding?: 'disable' | 'prefer' | 'require';
+  /** `channel_binding=prefer` (default) uses SCRAM-SHA-256-PLUS when the server offers it over TLS. */
+  channelBinding?: 'disable' | 'prefer';
   sslMinProtocolVersion?: TlsVersion | undefined;
   sslMaxProtocolVersion?: TlsVersion | undefined;
   /** libpq `sslsni` (default on): send the host name in the TLS handshake. */

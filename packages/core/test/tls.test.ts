@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import {
@@ -292,5 +293,65 @@ describe('no password in any error, whatever the path', () => {
       expect((error as { fix?: string }).fix, code).toBeTruthy();
       expectNoSecret(error, secret);
     }
+  });
+});
+
+describe('other input forms against the real server', () => {
+  test('env-only bare postgres:// with verify-full from PG* variables', async () => {
+    const { cluster, certs } = server;
+    const settings = parseConnectionSettings('postgres://', {
+      env: {
+        HOME: '/nonexistent',
+        PGHOST: 'localhost',
+        PGPORT: String(cluster.port),
+        PGUSER: 'postgres',
+        PGPASSWORD: cluster.password,
+        PGDATABASE: 'postgres',
+        PGSSLMODE: 'verify-full',
+        PGSSLROOTCERT: certs.caFile,
+        PGAPPNAME: 'env-only-test',
+      },
+    });
+    const report = await checkHealth(settings);
+    expect(report.tls).toMatchObject({ inUse: true, verified: 'ca+hostname' });
+    const name = await withClient(settings, (c) =>
+      c.query<{ n: string }>("SELECT current_setting('application_name') AS n"),
+    );
+    expect(name.rows[0]?.n).toBe('env-only-test');
+  });
+
+  test('password from a .pgpass file, search_path from options', async () => {
+    const { cluster } = server;
+    const dir = fs.mkdtempSync(`${os.tmpdir()}/pgstate-pgpass-`);
+    const passfile = `${dir}/pgpass`;
+    fs.writeFileSync(
+      passfile,
+      `127.0.0.1:${cluster.port}:*:postgres:${cluster.password.replaceAll('\\', '\\\\').replaceAll(':', '\\:')}\n`,
+      {
+        mode: 0o600,
+      },
+    );
+    try {
+      const settings = parseConnectionSettings(
+        `postgres://postgres@127.0.0.1:${cluster.port}/postgres?options=-c%20search_path%3Dpg_catalog&passfile=${encodeURIComponent(passfile)}`,
+        { env: { HOME: '/nonexistent' } },
+      );
+      expect(settings.passwordSource).toBe('pgpass');
+      const { rows } = await withClient(settings, (c) =>
+        c.query<{ p: string }>("SELECT current_setting('search_path') AS p"),
+      );
+      expect(rows[0]?.p).toBe('pg_catalog');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a Unix-socket host connects without TLS whatever the sslmode', async () => {
+    const { cluster } = server;
+    const settings = parseConnectionSettings(
+      `postgres://postgres@${encodeURIComponent(cluster.dataDir)}:${cluster.port}/postgres?sslmode=require`,
+      { env: { HOME: '/nonexistent' } },
+    );
+    expect((await checkHealth(settings)).tls.inUse).toBe(false);
   });
 });
