@@ -219,7 +219,13 @@ export class PgStateSyncRulesStorage
     limit: number,
   ): Promise<ParameterLookupRows[]> {
     if (lookups.length === 0) return [];
-    const keys = lookups.map((l) => lookupKey(l).toString('hex'));
+    // A lookup requested twice is looked up once (its rows are returned once, under the first request).
+    const firstIndex = new Map<string, number>();
+    lookups.forEach((l, i) => {
+      const key = lookupKey(l).toString('hex');
+      if (!firstIndex.has(key)) firstIndex.set(key, i);
+    });
+    const keys = [...firstIndex.keys()];
     // Latest version per (lookup, source row) at the checkpoint; '[]' marks a removed row.
     const rows = await this.db.query<{ idx: string; bucket_parameters: string }>(
       `SELECT idx, bucket_parameters FROM (
@@ -236,7 +242,7 @@ export class PgStateSyncRulesStorage
     const byLookup = new Map<ScopedParameterLookup, SqliteJsonRow[]>();
     let total = 0;
     for (const row of rows) {
-      const lookup = lookups[Number(row.idx) - 1]!;
+      const lookup = lookups[firstIndex.get(keys[Number(row.idx) - 1]!)!]!;
       const parsed = JSONBig.parse(row.bucket_parameters) as SqliteJsonRow[];
       total += parsed.length;
       const existing = byLookup.get(lookup);
