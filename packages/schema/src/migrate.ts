@@ -1,4 +1,4 @@
-import { PgStateError, qualifiedName, quoteIdentifier, validateIdentifier } from '@pgstate/core';
+import { PgStateError, qualifiedName, quoteIdentifier, toPgStateError, validateIdentifier } from '@pgstate/core';
 import { is } from 'drizzle-orm';
 import { getTableConfig, isPgSequence, PgTable } from 'drizzle-orm/pg-core';
 import type pg from 'pg';
@@ -155,13 +155,14 @@ export async function migrationStatus(
   options: MigrationOptions = {},
 ): Promise<MigrationStatus> {
   const configs = configsFor(target, options);
-  const client = await pool.connect();
+  let client: pg.PoolClient | undefined;
   try {
+    client = await pool.connect();
     return await readStatus(client, configs, options);
   } catch (error) {
     throw migrationError(error, 'read the migration status of', configs[configs.length - 1]!.config);
   } finally {
-    client.release();
+    client?.release();
   }
 }
 
@@ -191,10 +192,11 @@ export async function migrate(
   options: MigrateOptions = {},
 ): Promise<MigrateResult> {
   const configs = configsFor(target, options);
-  const client = await pool.connect();
+  let client: pg.PoolClient | undefined;
   let current: PlannedMigration | undefined;
   let locked = false;
   try {
+    client = await pool.connect();
     const planned = plan(configs, await readStatus(client, configs, options));
     if (options.dryRun || planned.length === 0) {
       return { dryRun: options.dryRun === true, applied: planned, sql: toScript(planned) };
@@ -233,7 +235,7 @@ export async function migrate(
     throw migrationError(error, current ? `apply migration ${current.migration} to` : 'plan migrations for', config);
   } finally {
     // A connection that may still hold the session lock is closed, never returned to the pool.
-    client.release(locked ? true : undefined);
+    client?.release(locked ? true : undefined);
   }
 }
 
@@ -261,13 +263,16 @@ function migrationError(error: unknown, action: string, config: string): PgState
     return new PgStateError('PERMISSION_DENIED', `Could not ${action} ${config}: ${detail}.`, {
       fix:
         'Run `pgstate migrate` once as an administrator (a role that may create in the schema, e.g. the database ' +
-        'owner); the adapters then only need the grants from `grantRuntimeAccess` / `pgstate migrate --grant`.',
+        'owner); the adapters then only need the grants `grantRuntimeAccess()` from @pgstate/schema gives.',
       cause: error,
     });
   }
-  return new PgStateError('QUERY_FAILED', `Could not ${action} ${config}: ${detail}.`, {
+  // Connection problems (unreachable, auth, TLS, database missing) keep core's codes and fixes.
+  const mapped = toPgStateError(error);
+  if (mapped.code !== 'QUERY_FAILED') return mapped;
+  return new PgStateError('QUERY_FAILED', `Could not ${action} ${config}: ${mapped.message}.`, {
     fix: 'Check the server log and the migration SQL (`pgstate migrate --dry-run`), then retry.',
-    cause: error,
+    cause: mapped.cause ?? error,
   });
 }
 
@@ -306,16 +311,17 @@ export async function grantRuntimeAccess(
 ): Promise<string[]> {
   validateIdentifier(role, 'role name');
   const statements = runtimeAccessSql(target, role, options);
-  const client = await pool.connect();
+  let client: pg.PoolClient | undefined;
   try {
+    client = await pool.connect();
     await client.query('BEGIN');
     for (const statement of statements) await client.query(statement);
     await client.query('COMMIT');
     return statements;
   } catch (error) {
-    await client.query('ROLLBACK').catch(() => {});
+    await client?.query('ROLLBACK').catch(() => {});
     throw migrationError(error, `grant runtime access to role ${role} on`, configsFor(target, options).at(-1)!.config);
   } finally {
-    client.release();
+    client?.release();
   }
 }

@@ -114,3 +114,11 @@ it('a role without rights gets PERMISSION_DENIED with a fix, never a password', 
   expect(`${err} ${err.message} ${err.fix}`).not.toContain(password);
   await expect(migrate(nobody, pulumi)).rejects.toMatchObject({ code: 'PERMISSION_DENIED' });
 });
+
+it('connection problems keep core error codes (no raw pg/socket error escapes)', async () => {
+  const pool = new pg.Pool({ connectionString: `postgres://nobody:${password}@127.0.0.1:1/db`, max: 1 });
+  pools.push(pool);
+  const err = await migrate(pool, pulumi).catch((e) => e);
+  expect(err).toMatchObject({ name: 'PgStateError', code: 'UNREACHABLE' });
+  expect(`${err} ${err.fix}`).not.toContain(password);
+});
