@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import { createPool, LeaseLocks, parseConnectionSettings } from '../src/index.js';
 import { createTestDatabase } from '../src/testing.js';
 import { rejectionOf } from './helpers.js';
+import { pgbouncerBinary, startPgBouncer } from './pgbouncer.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const worker = path.join(here, 'fixtures', 'lease-worker.ts');
@@ -33,8 +34,8 @@ afterAll(async () => {
   await db?.drop();
 });
 
-function spawnWorker(args: string[]): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', worker, db.url, 'pgstate', 'leases', ...args], {
+function spawnWorker(args: string[], url = db.url): ChildProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', worker, url, 'pgstate', 'leases', ...args], {
     cwd: path.join(here, '..'),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -128,4 +129,32 @@ describe('lease lock', () => {
       expect.objectContaining({ code: 'INVALID_IDENTIFIER' }),
     );
   });
+
+  // Not run (reported as skipped) where the Debian pgbouncer package is missing.
+  test.skipIf(!pgbouncerBinary)(
+    'works behind PgBouncer in transaction mode: 3 processes, no lost update',
+    async () => {
+      const url = new URL(db.url);
+      const bouncer = await startPgBouncer({
+        host: url.hostname,
+        port: Number(url.port),
+        user: decodeURIComponent(url.username),
+        password: decodeURIComponent(url.password),
+      });
+      try {
+        await pool.query('UPDATE counter SET n = 0 WHERE id = 1; TRUNCATE counter_log');
+        url.port = String(bouncer.port);
+        const workers = Array.from({ length: 3 }, () => spawnWorker(['count', '10'], url.toString()));
+        const results = await Promise.all(workers.map(exitOf));
+        for (const r of results) expect(r, r.stderr).toMatchObject({ code: 0 });
+        const { rows } = await pool.query<{ n: number; logged: number }>(
+          'SELECT n, (SELECT count(DISTINCT n)::int FROM counter_log) AS logged FROM counter WHERE id = 1',
+        );
+        expect(rows[0]).toEqual({ n: 30, logged: 30 });
+      } finally {
+        await bouncer.stop();
+      }
+    },
+    180_000,
+  );
 });
