@@ -23,6 +23,8 @@ export interface GlobalOptions {
   sslkey?: string;
   applicationName?: string;
   connectTimeout?: string;
+  passfile?: string;
+  secretFile?: string;
   json: boolean;
   debug: boolean;
   color: boolean;
@@ -32,6 +34,9 @@ export type Pool = ReturnType<typeof createPool>;
 
 /** PG* variables that name a server: any of them means "connect like libpq would", not pgstate's own server. */
 const PG_TARGET_ENV = ['PGHOST', 'PGHOSTADDR', 'PGPORT', 'PGUSER', 'PGPASSWORD', 'PGDATABASE', 'PGSERVICE'];
+
+/** URL query parameters every command accepts (`?schema=...&table=...`), returned in `settings.adapterParams`. */
+const DEFAULT_PARSE: Omit<ParseOptions, 'env'> = { adapterParams: ['schema', 'table'] };
 
 /** What every command gets: parsed global options, output, and a lazily connected database. */
 export interface CommandContext {
@@ -43,7 +48,7 @@ export interface CommandContext {
   usesEmbeddedServer(): boolean;
   /**
    * Resolved connection settings (global flags > URL > PG* env > .pgpass); starts pgstate's own server when
-   * nothing is configured. `parse` passes adapter query parameters etc. to `parseConnectionSettings`.
+   * nothing is configured. `parse` replaces the default parse options (`adapterParams: ['schema', 'table']`).
    */
   settings(parse?: Omit<ParseOptions, 'env'>): Promise<ConnectionSettings>;
   /** One shared pool for the command (created on first call, closed when the command ends). */
@@ -111,30 +116,32 @@ export class CliContext implements CommandContext {
     if (o.sslcert) fields.sslCert = o.sslcert;
     if (o.sslkey) fields.sslKey = o.sslkey;
     if (o.applicationName) fields.applicationName = o.applicationName;
-    if (o.connectTimeout) fields.connectTimeoutSeconds = Number(o.connectTimeout);
+    if (o.connectTimeout) fields.connectTimeoutSeconds = o.connectTimeout;
+    if (o.passfile) fields.passfile = o.passfile;
+    if (o.secretFile) fields.secretFile = o.secretFile;
     return fields;
   }
 
   usesEmbeddedServer(): boolean {
     const o = this.options;
-    if (o.url || o.host || o.port || o.user || o.database) return false;
+    if (o.url || o.host || o.port || o.user || o.database || o.secretFile) return false;
     return !PG_TARGET_ENV.some((name) => this.env[name]);
   }
 
-  settings(parse: Omit<ParseOptions, 'env'> = {}): Promise<ConnectionSettings> {
-    if (this.settingsCache && Object.keys(parse).length === 0) return this.settingsCache;
+  settings(parse?: Omit<ParseOptions, 'env'>): Promise<ConnectionSettings> {
+    if (this.settingsCache && parse === undefined) return this.settingsCache;
     const resolved = (async () => {
       const fields = this.fields();
       if (this.usesEmbeddedServer()) {
         const server = await ensureEmbeddedServer(this.env, (text) => this.output.note(text));
         fields.url = server.url;
       }
-      const settings = parseConnectionSettings(fields, { ...parse, env: this.env });
+      const settings = parseConnectionSettings(fields, { ...(parse ?? DEFAULT_PARSE), env: this.env });
       if (settings.password) this.secrets.push(settings.password);
       this.lastSettings = settings;
       return settings;
     })();
-    if (Object.keys(parse).length === 0) this.settingsCache = resolved;
+    if (parse === undefined) this.settingsCache = resolved;
     return resolved;
   }
 

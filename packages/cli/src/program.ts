@@ -49,6 +49,8 @@ export function createProgram(context: CliContext): Command {
     .option('--sslkey <file>', 'client key for mutual TLS')
     .option('--application-name <name>', 'application_name reported to the server')
     .option('--connect-timeout <seconds>', 'give up connecting after this many seconds')
+    .option('--passfile <file>', 'password file in ~/.pgpass format (default: PGPASSFILE, ~/.pgpass)')
+    .option('--secret-file <file>', 'JSON secret {"username","password","host","port","dbname"} to connect with')
     .option('--json', 'machine-readable output: one JSON document on stdout', false)
     .option('--debug', 'show stack traces and debug notes on stderr', false)
     .option('--no-color', 'never use colours (also: NO_COLOR=1)')

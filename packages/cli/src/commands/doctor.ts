@@ -194,8 +194,9 @@ function checkTls(client: Client, settings: ConnectionSettings): DoctorCheck {
   }
   const protocol = stream.getProtocol?.() ?? 'TLS';
   const cipher = stream.getCipher?.()?.name;
-  const ca = settings.sslRootCert ? 'the given root certificate' : 'the system CAs';
-  const data = { ssl: true, sslmode: mode, protocol, cipher, rootCert: !!settings.sslRootCert };
+  const rootCert = settings.sslRootCert !== undefined || settings.sslRootCertSystem === true;
+  const ca = settings.sslRootCert !== undefined ? 'the given root certificate' : 'the system CAs';
+  const data = { ssl: true, sslmode: mode, protocol, cipher, rootCert };
   const what = `${protocol}${cipher ? ` (${cipher})` : ''}`;
   switch (mode) {
     case 'verify-full':
