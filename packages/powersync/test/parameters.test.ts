@@ -87,7 +87,12 @@ describe.each([1, 2])('storage version %i', (storageVersion) => {
     scenario(USER_YAML, async ({ stream, storage, writer, query }) => {
       const t = await table(writer, 'test');
       const row = (id: string, id1: string, id2: string, group_id: string) =>
-        ({ sourceTable: t, tag: SaveOperationTag.INSERT, after: { id, id1, id2, group_id }, afterReplicaId: rid(id) }) as const;
+        ({
+          sourceTable: t,
+          tag: SaveOperationTag.INSERT,
+          after: { id, id1, id2, group_id },
+          afterReplicaId: rid(id),
+        }) as const;
       await writer.save(row('t2', 'user3', 'user4', 'group2a'));
       await writer.save(row('t1', 'user1', 'user2', 'group1a'));
       await writer.commit('1/1');
