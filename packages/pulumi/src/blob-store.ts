@@ -81,9 +81,12 @@ export class PulumiBlobStore {
   private readonly ownsPool: boolean;
   private readonly createTables: boolean;
   private ready: Promise<void> | undefined;
-  private readonly sizeSql: string;
-  private readonly etagSql: string;
-  private readonly bytesSql: string;
+  /** @internal SQL for the object size, the ETag and the raw bytes of row `t` joined with side row `o`. */
+  readonly sizeSql: string;
+  /** @internal */
+  readonly etagSql: string;
+  /** @internal */
+  readonly bytesSql: string;
 
   constructor(options: PulumiBlobStoreOptions) {
     let table = options.table;
@@ -343,55 +346,10 @@ export class PulumiBlobStore {
    */
   async put(key: string, body: Uint8Array, conditions: PutConditions = {}): Promise<ObjectInfo> {
     validateKey(key);
-    if (!(body instanceof Uint8Array)) {
-      throw new PgStateError('INVALID_INPUT', 'The object body is not bytes.', { fix: 'Pass a Buffer/Uint8Array.' });
-    }
-    if (conditions.ifMatch !== undefined && !/^[0-9a-f]{32}$/.test(conditions.ifMatch)) {
-      throw new PgStateError('PRECONDITION_FAILED', `The ETag ${JSON.stringify(conditions.ifMatch)} does not match.`, {
-        fix: 'Pass the hex MD5 ETag returned by head/put, without quotes.',
-      });
-    }
+    checkBody(body);
     await this.ensureTables();
-    const md5 = createHash('md5').update(body).digest('hex');
-    return this.transaction(async (client) => {
-      const stored = this.keyPrefix + key;
-      if (conditions.ifMatch !== undefined) {
-        const { rows } = await client.query<{ etag: string }>(
-          `SELECT ${this.etagSql} AS etag
-             FROM ${this.names.blobs} t LEFT JOIN ${this.names.objects} o ON o.key = t.key
-            WHERE t.key = $1 FOR UPDATE OF t`,
-          [stored],
-        );
-        const current = rows[0]?.etag;
-        if (current !== conditions.ifMatch) {
-          throw new PgStateError(
-            'PRECONDITION_FAILED',
-            current === undefined
-              ? `The object ${JSON.stringify(key)} does not exist, so its ETag cannot match.`
-              : `The object ${JSON.stringify(key)} changed: its ETag is no longer ${conditions.ifMatch}.`,
-            { fix: 'Read the object again and retry with its current ETag.' },
-          );
-        }
-      }
-      const value = this.layout === 'seed' ? '$2::bytea' : '$2::json';
-      const param = this.layout === 'seed' ? body : nativeJson(body);
-      const onConflict =
-        conditions.ifNoneMatch === '*'
-          ? 'DO NOTHING'
-          : 'DO UPDATE SET data = EXCLUDED.data, updated_at = EXCLUDED.updated_at';
-      const { rows } = await client.query<{ updated_at: Date }>(
-        `INSERT INTO ${this.names.blobs} AS t (key, data, updated_at) VALUES ($1, ${value}, clock_timestamp())
-         ON CONFLICT (key) ${onConflict} RETURNING t.updated_at`,
-        [stored, param],
-      );
-      if (!rows[0]) {
-        throw new PgStateError('PRECONDITION_FAILED', `The object ${JSON.stringify(key)} already exists.`, {
-          fix: 'Only write it if absent when you expect it to be new; otherwise drop the if-none-match condition.',
-        });
-      }
-      await this.writeSideRows(client, key, body.byteLength, md5, body);
-      return { key, size: body.byteLength, etag: md5, lastModified: rows[0].updated_at };
-    });
+    const md5 = md5Hex(body);
+    return this.batch((tx) => tx.put(key, body, conditions, md5));
   }
 
   /** Copies an object inside the database (the bytes never travel to this process). Null when the source is missing. */
@@ -399,35 +357,14 @@ export class PulumiBlobStore {
     validateKey(sourceKey);
     validateKey(destinationKey);
     await this.ensureTables();
-    return this.transaction(async (client) => {
-      const source = await client.query<{ size: string; etag: string }>(
-        `SELECT ${this.sizeSql} AS size, ${this.etagSql} AS etag
-           FROM ${this.names.blobs} t LEFT JOIN ${this.names.objects} o ON o.key = t.key
-          WHERE t.key = $1 FOR SHARE OF t`,
-        [this.keyPrefix + sourceKey],
-      );
-      const src = source.rows[0];
-      if (!src) return null;
-      const { rows } = await client.query<{ updated_at: Date }>(
-        `INSERT INTO ${this.names.blobs} AS t (key, data, updated_at)
-         SELECT $2, s.data, clock_timestamp() FROM ${this.names.blobs} s WHERE s.key = $1
-         ON CONFLICT (key) DO UPDATE SET data = EXCLUDED.data, updated_at = EXCLUDED.updated_at
-         RETURNING t.updated_at`,
-        [this.keyPrefix + sourceKey, this.keyPrefix + destinationKey],
-      );
-      const size = Number(src.size);
-      await this.writeSideRows(client, destinationKey, size, src.etag, undefined);
-      return { key: destinationKey, size, etag: src.etag, lastModified: rows[0]!.updated_at };
-    });
+    return this.batch((tx) => tx.copy(sourceKey, destinationKey));
   }
 
   /** Deletes an object; false when it did not exist. */
   async delete(key: string): Promise<boolean> {
     validateKey(key);
     await this.ensureTables();
-    return this.transaction(async (client) =>
-      deleteRows(client, this.names, [this.keyPrefix + key]).then((n) => n > 0),
-    );
+    return this.batch((tx) => tx.delete(key));
   }
 
   /** Deletes an object; throws NOT_FOUND when it did not exist. */
@@ -447,25 +384,12 @@ export class PulumiBlobStore {
   async putIfPrefixEmpty(prefix: string, key: string, body: Uint8Array): Promise<boolean> {
     validatePrefix(prefix);
     validateKey(key);
+    checkBody(body);
     await this.ensureTables();
-    const md5 = createHash('md5').update(body).digest('hex');
-    return this.transaction(async (client) => {
-      const stored = this.keyPrefix + prefix;
-      await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [
-        `pgstate:pulumi:${this.names.blobs}:${stored}`,
-      ]);
-      const upper = prefixUpperBound(stored);
-      const { rows } = await client.query(
-        `SELECT 1 FROM ${this.names.blobs} t WHERE t.key ~>=~ $1 ${upper === undefined ? '' : 'AND t.key ~<~ $2'} LIMIT 1`,
-        upper === undefined ? [stored] : [stored, upper],
-      );
-      if (rows.length > 0) return false;
-      const value = this.layout === 'seed' ? '$2::bytea' : '$2::json';
-      await client.query(
-        `INSERT INTO ${this.names.blobs} (key, data, updated_at) VALUES ($1, ${value}, clock_timestamp())`,
-        [this.keyPrefix + key, this.layout === 'seed' ? body : nativeJson(body)],
-      );
-      await this.writeSideRows(client, key, body.byteLength, md5, body);
+    return this.batch(async (tx) => {
+      await tx.lockPrefix(prefix);
+      if ((await tx.keys(prefix, 1)).length > 0) return false;
+      await tx.put(key, body, { ifNoneMatch: '*' });
       return true;
     });
   }
@@ -474,19 +398,20 @@ export class PulumiBlobStore {
   async deletePrefix(prefix: string): Promise<number> {
     validatePrefix(prefix);
     await this.ensureTables();
-    const stored = this.keyPrefix + prefix;
-    const upper = prefixUpperBound(stored);
-    return this.transaction(async (client) => {
-      const { rows } = await client.query<{ key: string }>(
-        `SELECT t.key FROM ${this.names.blobs} t WHERE t.key ~>=~ $1 ${upper === undefined ? '' : 'AND t.key ~<~ $2'}`,
-        upper === undefined ? [stored] : [stored, upper],
-      );
-      return deleteRows(
-        client,
-        this.names,
-        rows.map((r) => r.key),
-      );
+    return this.batch(async (tx) => {
+      let count = 0;
+      for (const key of await tx.keys(prefix)) if (await tx.delete(key)) count++;
+      return count;
     });
+  }
+
+  /**
+   * Runs several blob operations in ONE transaction: all of them happen or none (used for checkpoint saves with
+   * their `.bak`, renames and lock acquisition). Keys given to the transaction are validated like everywhere else.
+   */
+  async batch<T>(fn: (tx: BlobTransaction) => Promise<T>): Promise<T> {
+    await this.ensureTables();
+    return this.transaction((client) => fn(new BlobTransaction(this, client)));
   }
 
   // ---------------------------------------------------------------- stack index
@@ -566,7 +491,8 @@ export class PulumiBlobStore {
   // ---------------------------------------------------------------- internals
 
   /** Side rows written in the writer's transaction, stamped with the blob row's `updated_at`. */
-  private async writeSideRows(
+  /** @internal */
+  async writeSideRows(
     client: pg.PoolClient,
     key: string,
     size: number,
@@ -594,7 +520,8 @@ export class PulumiBlobStore {
     }
   }
 
-  private async writeStackIndex(
+  /** @internal */
+  async writeStackIndex(
     client: pg.PoolClient,
     key: string,
     size: number,
@@ -726,4 +653,181 @@ export function mapError(error: unknown, rethrow = false): PgStateError {
   }
   if (rethrow) return mapped;
   throw mapped;
+}
+
+function md5Hex(body: Uint8Array): string {
+  return createHash('md5').update(body).digest('hex');
+}
+
+function checkBody(body: Uint8Array): void {
+  if (!(body instanceof Uint8Array)) {
+    throw new PgStateError('INVALID_INPUT', 'The object body is not bytes.', { fix: 'Pass a Buffer/Uint8Array.' });
+  }
+}
+
+/** CLI lock files: `.pulumi/locks/organization/<project>/<stack>/<id>.json`. */
+const LOCK_KEY = /^(\.pulumi\/locks\/[^/]+\/[^/]+\/[^/]+\/)[^/]+$/;
+
+/** The lock directory a key belongs to, when it is a CLI lock file. */
+export function lockDirOf(key: string): string | undefined {
+  return LOCK_KEY.exec(key)?.[1];
+}
+
+/**
+ * Blob operations inside one open transaction (see `PulumiBlobStore.batch`). Writes to a CLI lock file take the
+ * lock directory's advisory lock first, so a lock file the CLI writes through the S3 gateway and an atomic
+ * `acquireLock` from this package serialize: they never both win.
+ */
+export class BlobTransaction {
+  constructor(
+    private readonly store: PulumiBlobStore,
+    readonly client: pg.PoolClient,
+  ) {}
+
+  private stored(key: string): string {
+    return this.store.keyPrefix + key;
+  }
+
+  /** Serializes with every other writer of this prefix until the transaction ends. */
+  async lockPrefix(prefix: string): Promise<void> {
+    await this.client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [
+      `pgstate:pulumi:${this.store.names.blobs}:${this.stored(prefix)}`,
+    ]);
+  }
+
+  private async lockIfLockFile(key: string): Promise<void> {
+    const dir = lockDirOf(key);
+    if (dir !== undefined) await this.lockPrefix(dir);
+  }
+
+  async head(key: string): Promise<ObjectInfo | null> {
+    validateKey(key);
+    const { rows } = await this.client.query<{ size: string; etag: string; updated_at: Date }>(
+      `SELECT ${this.store.sizeSql} AS size, ${this.store.etagSql} AS etag, t.updated_at
+         FROM ${this.store.names.blobs} t LEFT JOIN ${this.store.names.objects} o ON o.key = t.key
+        WHERE t.key = $1`,
+      [this.stored(key)],
+    );
+    const row = rows[0];
+    return row ? { key, size: Number(row.size), etag: row.etag, lastModified: row.updated_at } : null;
+  }
+
+  async read(key: string): Promise<Uint8Array | null> {
+    validateKey(key);
+    const { rows } = await this.client.query<{ body: Buffer }>(
+      `SELECT ${this.store.bytesSql} AS body FROM ${this.store.names.blobs} t WHERE t.key = $1`,
+      [this.stored(key)],
+    );
+    return rows[0]?.body ?? null;
+  }
+
+  /** Logical keys under a prefix, in byte order. */
+  async keys(prefix: string, limit?: number): Promise<string[]> {
+    validatePrefix(prefix);
+    const stored = this.stored(prefix);
+    const upper = prefixUpperBound(stored);
+    const values: unknown[] = [stored];
+    let where = 't.key ~>=~ $1';
+    if (upper !== undefined) {
+      values.push(upper);
+      where += ` AND t.key ~<~ $${values.length}`;
+    }
+    let tail = '';
+    if (limit !== undefined) {
+      values.push(limit);
+      tail = ` LIMIT $${values.length}`;
+    }
+    const { rows } = await this.client.query<{ key: string }>(
+      `SELECT t.key FROM ${this.store.names.blobs} t WHERE ${where} ORDER BY t.key USING ~<~${tail}`,
+      values,
+    );
+    return rows.map((r) => r.key.slice(this.store.keyPrefix.length));
+  }
+
+  async put(key: string, body: Uint8Array, conditions: PutConditions = {}, md5 = md5Hex(body)): Promise<ObjectInfo> {
+    validateKey(key);
+    checkBody(body);
+    if (conditions.ifMatch !== undefined && !/^[0-9a-f]{32}$/.test(conditions.ifMatch)) {
+      throw new PgStateError('PRECONDITION_FAILED', `The ETag ${JSON.stringify(conditions.ifMatch)} does not match.`, {
+        fix: 'Pass the hex MD5 ETag returned by head/put, without quotes.',
+      });
+    }
+    await this.lockIfLockFile(key);
+    const { names, layout } = this.store;
+    const stored = this.stored(key);
+    if (conditions.ifMatch !== undefined) {
+      const { rows } = await this.client.query<{ etag: string }>(
+        `SELECT ${this.store.etagSql} AS etag
+           FROM ${names.blobs} t LEFT JOIN ${names.objects} o ON o.key = t.key
+          WHERE t.key = $1 FOR UPDATE OF t`,
+        [stored],
+      );
+      const current = rows[0]?.etag;
+      if (current !== conditions.ifMatch) {
+        throw new PgStateError(
+          'PRECONDITION_FAILED',
+          current === undefined
+            ? `The object ${JSON.stringify(key)} does not exist, so its ETag cannot match.`
+            : `The object ${JSON.stringify(key)} changed: its ETag is no longer ${conditions.ifMatch}.`,
+          { fix: 'Read the object again and retry with its current ETag.' },
+        );
+      }
+    }
+    const value = layout === 'seed' ? '$2::bytea' : '$2::json';
+    const param = layout === 'seed' ? body : nativeJson(body);
+    const onConflict =
+      conditions.ifNoneMatch === '*'
+        ? 'DO NOTHING'
+        : 'DO UPDATE SET data = EXCLUDED.data, updated_at = EXCLUDED.updated_at';
+    const { rows } = await this.client.query<{ updated_at: Date }>(
+      `INSERT INTO ${names.blobs} AS t (key, data, updated_at) VALUES ($1, ${value}, clock_timestamp())
+       ON CONFLICT (key) ${onConflict} RETURNING t.updated_at`,
+      [stored, param],
+    );
+    if (!rows[0]) {
+      throw new PgStateError('PRECONDITION_FAILED', `The object ${JSON.stringify(key)} already exists.`, {
+        fix: 'Only write it if absent when you expect it to be new; otherwise drop the if-none-match condition.',
+      });
+    }
+    await this.store.writeSideRows(this.client, key, body.byteLength, md5, body);
+    return { key, size: body.byteLength, etag: md5, lastModified: rows[0].updated_at };
+  }
+
+  async copy(sourceKey: string, destinationKey: string): Promise<ObjectInfo | null> {
+    validateKey(sourceKey);
+    validateKey(destinationKey);
+    await this.lockIfLockFile(destinationKey);
+    const { names } = this.store;
+    const source = await this.client.query<{ size: string; etag: string }>(
+      `SELECT ${this.store.sizeSql} AS size, ${this.store.etagSql} AS etag
+         FROM ${names.blobs} t LEFT JOIN ${names.objects} o ON o.key = t.key
+        WHERE t.key = $1 FOR SHARE OF t`,
+      [this.stored(sourceKey)],
+    );
+    const src = source.rows[0];
+    if (!src) return null;
+    const { rows } = await this.client.query<{ updated_at: Date }>(
+      `INSERT INTO ${names.blobs} AS t (key, data, updated_at)
+       SELECT $2, s.data, clock_timestamp() FROM ${names.blobs} s WHERE s.key = $1
+       ON CONFLICT (key) DO UPDATE SET data = EXCLUDED.data, updated_at = EXCLUDED.updated_at
+       RETURNING t.updated_at`,
+      [this.stored(sourceKey), this.stored(destinationKey)],
+    );
+    const size = Number(src.size);
+    await this.store.writeSideRows(this.client, destinationKey, size, src.etag, undefined);
+    return { key: destinationKey, size, etag: src.etag, lastModified: rows[0]!.updated_at };
+  }
+
+  async delete(key: string): Promise<boolean> {
+    validateKey(key);
+    await this.lockIfLockFile(key);
+    return (await deleteRows(this.client, this.store.names, [this.stored(key)])) > 0;
+  }
+
+  /** Copy then delete: a rename that is atomic with the rest of the transaction. */
+  async move(sourceKey: string, destinationKey: string): Promise<boolean> {
+    if (!(await this.copy(sourceKey, destinationKey))) return false;
+    if (sourceKey !== destinationKey) await this.delete(sourceKey);
+    return true;
+  }
 }
