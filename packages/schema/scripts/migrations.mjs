@@ -4,7 +4,6 @@
 // One migration set per template file: src/templates/<set>.ts -> drizzle/<set>/.
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -20,10 +19,18 @@ const sets = fs
   .sort();
 
 async function generate(set, out, name) {
-  const args = ['generate', '--dialect', 'postgresql', '--schema', path.join(templatesDir, `${set}.ts`), '--out', out];
+  // drizzle-kit reads earlier snapshots from `./<out>`: the path must be relative to the package.
+  const relOut = path.relative(root, out);
+  const schema = path.relative(root, path.join(templatesDir, `${set}.ts`));
+  const args = ['generate', '--dialect', 'postgresql', '--schema', schema, '--out', relOut];
   if (name) args.push('--name', name);
   const { stdout, stderr } = await run(drizzleKit, args, { cwd: root, maxBuffer: 16 << 20 });
-  return stdout + stderr;
+  const output = stdout + stderr;
+  // drizzle-kit can print an error and still exit 0: insist on one of its two success messages.
+  if (!output.includes('No schema changes') && !output.includes('Your SQL migration file')) {
+    throw new Error(`drizzle-kit generate failed for ${set}:\n${output}`);
+  }
+  return output;
 }
 
 const sqlFiles = (dir) =>
@@ -38,7 +45,9 @@ async function check(set) {
   const committed = path.join(root, 'drizzle', set);
   const problems = [];
   if (sqlFiles(committed).length === 0) return [`${set}: no committed migrations in drizzle/${set}`];
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), `pgstate-migrations-${set}-`));
+  const cacheDir = path.join(root, 'node_modules', '.cache');
+  fs.mkdirSync(cacheDir, { recursive: true });
+  const tmp = fs.mkdtempSync(path.join(cacheDir, `pgstate-migrations-${set}-`));
   try {
     // 1. Generating on top of the committed snapshots must find nothing to do.
     const onTop = path.join(tmp, 'on-top');
@@ -75,7 +84,7 @@ async function check(set) {
 const [command, ...rest] = process.argv.slice(2);
 const nameAt = rest.indexOf('--name');
 const name = nameAt >= 0 ? rest[nameAt + 1] : undefined;
-const only = rest.find((a, i) => !a.startsWith('--') && i !== nameAt + 1);
+const only = rest.find((a, i) => !a.startsWith('--') && (nameAt < 0 || i !== nameAt + 1));
 const selected = only ? [only] : sets;
 if (only && !sets.includes(only)) {
   console.error(`unknown migration set "${only}"; known: ${sets.join(', ')}`);

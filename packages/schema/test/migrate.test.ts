@@ -208,4 +208,12 @@ describe('migrate', () => {
     expect(status.configs[1]!.applied.map((a) => [a.migration, a.modified])).toEqual([['0000_init', true]]);
     expect(status.configs[0]!.applied.every((a) => !a.modified)).toBe(true);
   });
+
+  it('a different internal schema keeps its own journal', async () => {
+    const result = await migrate(pool, { adapter: 'pulumi', table: 'alt' }, { internalSchema: 'pgstate_alt' });
+    expect(result.applied.map((m) => m.config)).toEqual(['internal:pgstate_alt', 'pulumi:public.alt']);
+    const { rows } = await pool.query('SELECT config FROM pgstate_alt.migrations ORDER BY config');
+    expect(rows.map((r) => r.config)).toEqual(['internal:pgstate_alt', 'pulumi:public.alt']);
+    expect((await migrationStatus(pool, { adapter: 'pulumi', table: 'alt' })).upToDate).toBe(false);
+  });
 });
