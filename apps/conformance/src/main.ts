@@ -1,2 +1,45 @@
-// Placeholder until the conformance harness lands (issue 4).
-console.log('conformance: harness not built yet; no suites ran');
+/**
+ * `pnpm conformance [--ci] [--pg 16[,17]] [--suites <glob,...>] [--out <dir>] [--workers N]`
+ * Every adapter suite against every PostgreSQL it can get; writes report.json, report.md and report.html.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { renderHtml, renderMarkdown, renderTerminal } from './report.js';
+import { APP_DIR, runConformance } from './runner.js';
+
+const { values } = parseArgs({
+  options: {
+    ci: { type: 'boolean', default: false },
+    pg: { type: 'string', multiple: true },
+    suites: { type: 'string' },
+    out: { type: 'string' },
+    workers: { type: 'string' },
+  },
+});
+
+const majors = values.pg
+  ?.flatMap((v) => v.split(','))
+  .map((v) => Number.parseInt(v, 10))
+  .filter((n) => Number.isInteger(n));
+const outDir = path.resolve(values.out ?? path.join(APP_DIR, 'reports'));
+fs.mkdirSync(outDir, { recursive: true });
+
+const started = performance.now();
+console.log(`conformance: ${values.ci ? 'CI mode (one PostgreSQL version)' : 'matrix'}; reports in ${outDir}`);
+const report = await runConformance({
+  ci: values.ci ?? false,
+  majors: majors?.length ? majors : undefined,
+  include: values.suites?.split(','),
+  workers: values.workers ? Number(values.workers) : undefined,
+  logDir: path.join(outDir, 'logs'),
+  print: (line) => console.log(line),
+  progress: (mark) => process.stdout.write(mark),
+});
+
+fs.writeFileSync(path.join(outDir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
+fs.writeFileSync(path.join(outDir, 'report.md'), renderMarkdown(report));
+fs.writeFileSync(path.join(outDir, 'report.html'), renderHtml(report));
+console.log(`\n${renderTerminal(report)}`);
+console.log(`\n${path.join(outDir, 'report.html')} (${((performance.now() - started) / 1000).toFixed(1)}s)`);
+process.exitCode = report.ok ? 0 : 1;

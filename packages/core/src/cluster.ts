@@ -72,11 +72,15 @@ export interface ClusterOptions {
   installation: PostgresInstallation;
   /** Data directory; a new temporary one when omitted (and removed by `destroy`). */
   dataDir?: string;
+  /** Where the temporary data directory is created when `dataDir` is omitted (default: the OS temp dir). */
+  parentDir?: string;
   port?: number;
   /** Superuser password; random when omitted. Persistent clusters keep theirs in `<dataDir>/../password`. */
   password?: string;
   /** Extra `postgresql.conf` lines written at init time. */
   config?: Record<string, string | number | boolean>;
+  /** Extra `pg_hba.conf` lines written at init time, placed before the defaults (first match wins). */
+  hba?: string[];
 }
 
 export interface RunningCluster {
@@ -130,7 +134,7 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   const temporary = options.dataDir === undefined;
   const baseDir = options.dataDir
     ? path.dirname(options.dataDir)
-    : fs.mkdtempSync(path.join(os.tmpdir(), 'pgstate-pg-'));
+    : fs.mkdtempSync(path.join(options.parentDir ?? os.tmpdir(), 'pgstate-pg-'));
   const dataDir = options.dataDir ?? path.join(baseDir, 'data');
   const passwordFile = path.join(baseDir, `${path.basename(dataDir)}.password`);
   fs.mkdirSync(baseDir, { recursive: true });
@@ -173,6 +177,10 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
         .map(([k, v]) => `${k} = ${confValue(v)}`)
         .join('\n')}\n`,
     );
+    if (options.hba?.length) {
+      const hbaFile = path.join(dataDir, 'pg_hba.conf');
+      fs.writeFileSync(hbaFile, `# pgstate\n${options.hba.join('\n')}\n${fs.readFileSync(hbaFile, 'utf8')}`);
+    }
     fs.writeFileSync(passwordFile, password, { mode: 0o600 });
   }
   password ??= fs.readFileSync(passwordFile, 'utf8').trim();
