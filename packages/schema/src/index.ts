@@ -10,7 +10,14 @@ export type {
   MigrationStatus,
   PlannedMigration,
 } from './migrate.js';
-export { assertMigrated, grantRuntimeAccess, migrate, migrationStatus, runtimeAccessSql } from './migrate.js';
+export {
+  assertMigrated,
+  grantRuntimeAccess,
+  MIGRATION_LOCK_KEY,
+  migrate,
+  migrationStatus,
+  runtimeAccessSql,
+} from './migrate.js';
 export { bytea, MAX_IDENTIFIER_BYTES, SCHEMA_PLACEHOLDER, schemaFor, TABLE_PLACEHOLDER } from './names.js';
 export * from './powersync.js';
 export * from './pulumi.js';

@@ -17,6 +17,11 @@ export interface MigrationOptions {
 export interface MigrateOptions extends MigrationOptions {
   /** Compute and return the SQL without writing anything. */
   dryRun?: boolean;
+  /**
+   * How long to wait for another process's migrations (the advisory lock) before failing with LOCK_TIMEOUT.
+   * Default: wait as long as it takes.
+   */
+  lockTimeoutMs?: number;
 }
 
 /** One migration for one configuration, with the SQL it runs (names substituted). */
@@ -70,7 +75,7 @@ export interface MigrationStatus {
  * The lock dies with the connection, so a killed migrator leaves nothing behind. Run migrations on a direct
  * connection, not through PgBouncer in transaction mode (an up-to-date `migrate` takes no lock at all).
  */
-const MIGRATION_LOCK_KEY = '7450738237593361921';
+export const MIGRATION_LOCK_KEY = '7450738237593361921';
 
 function configsFor(target: MigrationTarget, options: MigrationOptions): ResolvedTarget[] {
   const resolved = resolveTarget(target);
@@ -202,7 +207,7 @@ export async function migrate(
       return { dryRun: options.dryRun === true, applied: planned, sql: toScript(planned) };
     }
     const applied: PlannedMigration[] = [];
-    await client.query('SELECT pg_advisory_lock($1::bigint)', [MIGRATION_LOCK_KEY]);
+    await lockMigrations(client, options.lockTimeoutMs);
     locked = true;
     for (const migration of planned) {
       current = migration;
@@ -236,6 +241,35 @@ export async function migrate(
   } finally {
     // A connection that may still hold the session lock is closed, never returned to the pool.
     client?.release(locked ? true : undefined);
+  }
+}
+
+async function lockMigrations(client: pg.ClientBase, timeoutMs: number | undefined): Promise<void> {
+  if (timeoutMs === undefined) {
+    await client.query('SELECT pg_advisory_lock($1::bigint)', [MIGRATION_LOCK_KEY]);
+    return;
+  }
+  if (!Number.isInteger(timeoutMs) || timeoutMs < 1) {
+    throw new PgStateError('BAD_SETTING', `lockTimeoutMs must be a positive integer, got ${String(timeoutMs)}.`, {
+      fix: 'Pass a number of milliseconds such as 60000, or leave it out to wait without limit.',
+    });
+  }
+  // lock_timeout applies to advisory locks too; set and reset it around this one wait only.
+  await client.query(`SET lock_timeout = ${timeoutMs}`);
+  try {
+    await client.query('SELECT pg_advisory_lock($1::bigint)', [MIGRATION_LOCK_KEY]);
+  } catch (error) {
+    if ((error as { code?: string }).code === '55P03') {
+      throw new PgStateError('LOCK_TIMEOUT', `Another process kept pgstate's migration lock for ${timeoutMs} ms.`, {
+        fix:
+          'Wait for the other `pgstate migrate` to finish, or find it with ' +
+          `\`SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objid = ${BigInt(MIGRATION_LOCK_KEY) & 0xffffffffn}\`.`,
+        cause: error,
+      });
+    }
+    throw error;
+  } finally {
+    await client.query('RESET lock_timeout').catch(() => {});
   }
 }
 

@@ -5,6 +5,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   assertMigrated,
+  MIGRATION_LOCK_KEY,
   meltanoSeedTables,
   meltanoStateTable,
   migrate,
@@ -215,5 +216,20 @@ describe('migrate', () => {
     const { rows } = await pool.query('SELECT config FROM pgstate_alt.migrations ORDER BY config');
     expect(rows.map((r) => r.config)).toEqual(['internal:pgstate_alt', 'pulumi:public.alt']);
     expect((await migrationStatus(pool, { adapter: 'pulumi', table: 'alt' })).upToDate).toBe(false);
+  });
+
+  it('waits for the migration lock, or fails with LOCK_TIMEOUT when asked to, writing nothing', async () => {
+    const holder = await pool.connect();
+    try {
+      await holder.query('SELECT pg_advisory_lock($1::bigint)', [MIGRATION_LOCK_KEY]);
+      const target = { adapter: 'pulumi', schema: 'waits' } as const;
+      await expect(migrate(pool, target, { lockTimeoutMs: 100 })).rejects.toMatchObject({ code: 'LOCK_TIMEOUT' });
+      expect((await migrationStatus(pool, target)).upToDate).toBe(false);
+      const waiting = migrate(pool, target);
+      await holder.query('SELECT pg_advisory_unlock($1::bigint)', [MIGRATION_LOCK_KEY]);
+      expect((await waiting).applied.map((m) => m.config)).toEqual(['pulumi:waits.pulumi_state']);
+    } finally {
+      holder.release();
+    }
   });
 });
