@@ -50,8 +50,13 @@ export class PgStateBucketStorageFactory
     this.logger = options.logger ?? quietLogger;
   }
 
+  private disposed = false;
+
+  /** Ends the pool (once; later calls are no-ops). */
   async [Symbol.asyncDispose](): Promise<void> {
-    if (this.ownsDb) await this.db.end();
+    if (this.disposed || !this.ownsDb) return;
+    this.disposed = true;
+    await this.db.end();
   }
 
   private stream(row: SyncRulesRow): PgStateReplicationStream {
