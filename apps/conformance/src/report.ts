@@ -26,6 +26,8 @@ export interface VersionRun {
   major: number;
   status: 'ran' | 'not-run';
   version?: string;
+  /** url, container, local or embedded. */
+  source?: string;
   origin?: string;
   reason?: string;
   durationMs: number;
@@ -204,7 +206,7 @@ export function renderHtml(report: Report): string {
   const versionHead = report.versions
     .map(
       (v) =>
-        `<th>PostgreSQL ${v.major}<div class="sub">${esc(v.status === 'ran' ? `${v.version ?? ''} · ${v.origin ?? ''}` : 'NOT RUN')}</div></th>`,
+        `<th>PostgreSQL ${v.major}<div class="sub">${esc(v.status === 'ran' ? `${v.version ?? ''} · ${v.source ?? ''}` : 'NOT RUN')}</div></th>`,
     )
     .join('');
   const tables = adaptersOf(report.cells)

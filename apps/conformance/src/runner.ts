@@ -168,6 +168,7 @@ export async function runConformance(options: RunOptions): Promise<Report> {
       run.status = 'ran';
       run.version = t.version;
       run.origin = t.origin;
+      run.source = t.source;
       const fixtures = [
         t.tls ? 'TLS' : `no TLS (${t.tlsReason})`,
         t.pgbouncer ? `PgBouncer :${t.pgbouncer.port}` : `no PgBouncer (${t.pgbouncerReason})`,

