@@ -1,2 +1,24 @@
-/** Placeholder: filled by the issue that builds this package. */
-export const packageName = '@pgstate/meltano';
+export { meltanoAdvisoryKey } from './advisory.js';
+export {
+  MELTANO_LAYOUTS,
+  type MeltanoConnectionOptions,
+  type MeltanoLayout,
+  parseLayout,
+  type ResolvedMeltanoConfig,
+  resolveMeltanoConfig,
+} from './config.js';
+export { globToLike, type LikePattern } from './glob.js';
+export { type DumpOptions, dumpJson, type JsonObject, type JsonValue, parseJson } from './json.js';
+export type { LockOptions, MeltanoLock } from './locks.js';
+export {
+  deepMerge,
+  type ExportedState,
+  MAX_STATE_ID_LENGTH,
+  type MeltanoState,
+  type MeltanoStateView,
+  mergedView,
+  parseStateInput,
+  SINGER_STATE_KEY,
+  validateStateId,
+} from './state.js';
+export { type ImportOptions, MeltanoStateStore, type MeltanoStoreOptions, type WriteOptions } from './store.js';

@@ -1,0 +1,441 @@
+/**
+ * Meltano's state store contract (`StateStoreManager` + `StateService`) on PostgreSQL, in three table layouts.
+ */
+import { createPool, PgStateError, poolConfig } from '@pgstate/core';
+import { migrate } from '@pgstate/schema';
+import type pg from 'pg';
+import { meltanoAdvisoryKey } from './advisory.js';
+import {
+  type MeltanoConnectionOptions,
+  type MeltanoLayout,
+  parseLayout,
+  type ResolvedMeltanoConfig,
+  resolveMeltanoConfig,
+} from './config.js';
+import { globToLike } from './glob.js';
+import type { JsonObject } from './json.js';
+import {
+  type AdvisoryLock,
+  type AdvisoryLockContext,
+  acquireAdvisoryLock,
+  acquireRowLock,
+  backoff,
+  type LockOptions,
+  lockLostError,
+  lockRowUpsert,
+  lockTimeoutError,
+  type MeltanoLock,
+  RowLock,
+  sleep,
+} from './locks.js';
+import {
+  deepMerge,
+  type ExportedState,
+  isEmpty,
+  type MeltanoState,
+  type MeltanoStateView,
+  mergedView,
+  parseExportEntry,
+  parseStateInput,
+  readStoredPart,
+  validateStateId,
+  writePart,
+} from './state.js';
+
+export interface MeltanoStoreOptions extends MeltanoConnectionOptions {
+  /** `seed` (default), `plugin` or `systemdb`. */
+  layout?: MeltanoLayout | string;
+  /** Meltano's `state_backend.lock_timeout_seconds`: a lock row not renewed for this long is free (default 10). */
+  lockTimeoutSeconds?: number;
+  /** Meltano's `state_backend.lock_retry_seconds`: the longest pause between lock attempts (default 1). */
+  lockRetrySeconds?: number;
+  /** How long a write waits for the state's lock before LOCK_TIMEOUT (default 30, like the upstream plugin). */
+  lockWaitSeconds?: number;
+  /** Use this pool instead of creating one (it is not closed by `close()`). */
+  pool?: pg.Pool;
+}
+
+export interface WriteOptions {
+  /** Require a top-level `singer_state` key, as `meltano state set/merge` do (default true). */
+  validate?: boolean;
+  /** Write under a lock you already hold (from `acquireLock`) instead of taking it again. */
+  lock?: MeltanoLock;
+}
+
+export interface ImportOptions {
+  onProgress?: (done: number, total: number) => void;
+}
+
+interface Row {
+  partial_state: string | null;
+  completed_state: string | null;
+  updated_at: Date | null;
+}
+
+type Critical<T> = (client: pg.PoolClient) => Promise<T>;
+
+const EXPORT_BATCH = 1000;
+
+export class MeltanoStateStore {
+  readonly layout: MeltanoLayout;
+  readonly config: ResolvedMeltanoConfig;
+  readonly lockTimeoutSeconds: number;
+  readonly lockRetrySeconds: number;
+  readonly lockWaitSeconds: number;
+  readonly #pool: pg.Pool;
+  readonly #ownsPool: boolean;
+  readonly #advisory: AdvisoryLockContext;
+
+  constructor(options: MeltanoStoreOptions = {}) {
+    this.layout = parseLayout(options.layout);
+    this.config = resolveMeltanoConfig(this.layout, options);
+    this.lockTimeoutSeconds = positive(options.lockTimeoutSeconds ?? 10, 'lockTimeoutSeconds');
+    this.lockRetrySeconds = positive(options.lockRetrySeconds ?? 1, 'lockRetrySeconds');
+    this.lockWaitSeconds = positive(options.lockWaitSeconds ?? 30, 'lockWaitSeconds');
+    this.#pool = options.pool ?? createPool(this.config.settings);
+    this.#ownsPool = options.pool === undefined;
+    const clientConfig: pg.ClientConfig = options.pool
+      ? (options.pool as unknown as { options: pg.ClientConfig }).options
+      : poolConfig(this.config.settings);
+    this.#advisory = { clientConfig, poolingChecked: { value: undefined } };
+  }
+
+  get pool(): pg.Pool {
+    return this.#pool;
+  }
+
+  /** Creates the layout's tables if missing (adopting existing ones) via `@pgstate/schema`'s migrator. */
+  async migrate(): Promise<void> {
+    await migrate(this.#pool, {
+      adapter: 'meltano',
+      layout: this.layout,
+      schema: this.config.schema,
+      ...(this.layout === 'seed' ? {} : { table: this.config.table }),
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#ownsPool) await this.#pool.end();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  // ---- reads ---------------------------------------------------------------------------------------------------
+
+  /** The state as Meltano reads it (`merged` = partial over completed) plus its raw parts; null when absent. */
+  async get(stateId: string): Promise<MeltanoStateView | null> {
+    validateStateId(stateId);
+    return this.#read(this.#pool, stateId);
+  }
+
+  async #read(client: pg.Pool | pg.PoolClient, stateId: string): Promise<MeltanoStateView | null> {
+    const { rows } = await client.query<Row>(
+      `SELECT partial_state, completed_state, updated_at FROM ${this.config.stateTable} WHERE state_id = $1`,
+      [stateId],
+    );
+    const row = rows[0];
+    return row ? toView(stateId, row) : null;
+  }
+
+  /** State ids matching a glob (`*`, `?`; `_` and `%` are literal), in byte order. */
+  async list(pattern?: string): Promise<string[]> {
+    const { like, matchesAll } = globToLike(pattern);
+    const { rows } = await this.#pool.query<{ state_id: string }>(
+      matchesAll
+        ? `SELECT state_id FROM ${this.config.stateTable} ORDER BY state_id COLLATE "C"`
+        : `SELECT state_id FROM ${this.config.stateTable} WHERE state_id COLLATE "C" LIKE $1 ESCAPE '\\'
+           ORDER BY state_id COLLATE "C"`,
+      matchesAll ? [] : [like],
+    );
+    return rows.map((r) => r.state_id);
+  }
+
+  /** Every state, in batches (keyset pagination, so memory stays flat for large stores). */
+  async *states(pattern?: string): AsyncGenerator<MeltanoStateView> {
+    const { like } = globToLike(pattern);
+    let after = '';
+    for (;;) {
+      const { rows } = await this.#pool.query<Row & { state_id: string }>(
+        `SELECT state_id, partial_state, completed_state, updated_at FROM ${this.config.stateTable}
+         WHERE state_id COLLATE "C" > $1 AND state_id COLLATE "C" LIKE $2 ESCAPE '\\'
+         ORDER BY state_id COLLATE "C" LIMIT ${EXPORT_BATCH}`,
+        [after, like],
+      );
+      for (const row of rows) yield toView(row.state_id, row);
+      const last = rows[rows.length - 1];
+      if (!last || rows.length < EXPORT_BATCH) return;
+      after = last.state_id;
+    }
+  }
+
+  /** `meltano state export`: `{state_id: {"completed": ..., "partial": ...}}`. */
+  async export(pattern?: string): Promise<Record<string, ExportedState>> {
+    const out: Record<string, ExportedState> = {};
+    for await (const s of this.states(pattern)) {
+      Object.defineProperty(out, s.stateId, {
+        value: { completed: s.completed, partial: s.partial },
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    }
+    return out;
+  }
+
+  async count(): Promise<number> {
+    const { rows } = await this.#pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.config.stateTable}`);
+    return Number(rows[0]?.n ?? 0);
+  }
+
+  // ---- writes (Meltano's StateService / StateStoreManager) -------------------------------------------------------
+
+  /**
+   * Meltano's `update`: under the state's lock, a state without a completed part is deep-merged into the current
+   * partial (the completed part is kept); a completed state replaces the row.
+   */
+  async update(state: MeltanoState, options: Pick<WriteOptions, 'lock'> = {}): Promise<void> {
+    validateStateId(state.stateId);
+    await this.#critical(state.stateId, options.lock, async (client) => {
+      let toWrite = state;
+      if (isEmpty(state.completed)) {
+        const current = await this.#read(client, state.stateId);
+        if (current) {
+          toWrite = {
+            stateId: state.stateId,
+            completed: current.completed,
+            partial: deepMerge(state.partial, current.partial),
+          };
+        }
+      }
+      await this.#write(client, toWrite);
+    });
+  }
+
+  /** `meltano state set`: a completed state (partial cleared). JSON text or an object. */
+  async set(stateId: string, value: string | JsonObject, options: WriteOptions = {}): Promise<void> {
+    validateStateId(stateId);
+    const completed = parseStateInput(value, { requireSingerState: options.validate !== false });
+    await this.update({ stateId, completed, partial: {} }, options);
+  }
+
+  /** `meltano state merge`: deep-merge into the partial state under the lock (lists are replaced). */
+  async merge(stateId: string, value: string | JsonObject, options: WriteOptions = {}): Promise<void> {
+    validateStateId(stateId);
+    const partial = parseStateInput(value, { requireSingerState: options.validate !== false });
+    await this.update({ stateId, completed: {}, partial }, options);
+  }
+
+  /** `meltano state merge --from-state-id SRC DST`: merge SRC's merged state into DST. */
+  async mergeFrom(sourceId: string, destinationId: string): Promise<void> {
+    const source = await this.get(validateStateId(sourceId, 'source state id'));
+    await this.merge(destinationId, source?.merged ?? {});
+  }
+
+  /** `meltano state copy`: set DST to SRC's merged state (validated like `set`, as Meltano does). */
+  async copy(sourceId: string, destinationId: string): Promise<void> {
+    validateStateId(destinationId, 'destination state id');
+    const source = await this.get(validateStateId(sourceId, 'source state id'));
+    await this.set(destinationId, source?.merged ?? {});
+  }
+
+  /** `meltano state move`: copy, then clear the source. */
+  async move(sourceId: string, destinationId: string): Promise<void> {
+    await this.copy(sourceId, destinationId);
+    await this.clear(sourceId);
+  }
+
+  /** Removes the row without taking the lock (Meltano's `delete`). True when a row was removed. */
+  async delete(stateId: string): Promise<boolean> {
+    validateStateId(stateId);
+    const { rowCount } = await this.#pool.query(`DELETE FROM ${this.config.stateTable} WHERE state_id = $1`, [stateId]);
+    return rowCount === 1;
+  }
+
+  /** `meltano state clear ID`: delete under the lock. */
+  async clear(stateId: string, options: Pick<WriteOptions, 'lock'> = {}): Promise<boolean> {
+    validateStateId(stateId);
+    return this.#critical(stateId, options.lock, async (client) => {
+      const { rowCount } = await client.query(`DELETE FROM ${this.config.stateTable} WHERE state_id = $1`, [stateId]);
+      return rowCount === 1;
+    });
+  }
+
+  /** `meltano state clear --all`: returns how many states were removed. */
+  async clearAll(): Promise<number> {
+    const { rowCount } = await this.#pool.query(`DELETE FROM ${this.config.stateTable}`);
+    return rowCount ?? 0;
+  }
+
+  /**
+   * `meltano state import`: overwrite every state in the input (the `export` format). Everything is validated
+   * first and written in one transaction, so bad input writes nothing.
+   */
+  async import(input: string | Record<string, unknown>, options: ImportOptions = {}): Promise<number> {
+    const data = typeof input === 'string' ? parseStateInput(input, { what: 'import file' }) : input;
+    if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+      throw new PgStateError('INVALID_INPUT', 'The import data must be a JSON object of state ids.', {
+        fix: 'Use the format `meltano state export` writes.',
+      });
+    }
+    const states = Object.keys(data).map((id) => parseExportEntry(id, (data as Record<string, unknown>)[id]));
+    const client = await this.#pool.connect();
+    try {
+      await client.query('BEGIN');
+      for (let i = 0; i < states.length; i += EXPORT_BATCH) {
+        const batch = states.slice(i, i + EXPORT_BATCH);
+        await client.query(
+          `INSERT INTO ${this.config.stateTable} (state_id, partial_state, completed_state, updated_at)
+           SELECT * , now() FROM unnest($1::text[], $2::text[], $3::text[])
+           ON CONFLICT (state_id) DO UPDATE SET partial_state = EXCLUDED.partial_state,
+             completed_state = EXCLUDED.completed_state, updated_at = EXCLUDED.updated_at`,
+          [
+            batch.map((s) => s.stateId),
+            batch.map((s) => writePart(s.partial, this.#emptyAs)),
+            batch.map((s) => writePart(s.completed, this.#emptyAs)),
+          ],
+        );
+        options.onProgress?.(Math.min(i + batch.length, states.length), states.length);
+      }
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw error;
+    } finally {
+      client.release();
+    }
+    return states.length;
+  }
+
+  // ---- locks -------------------------------------------------------------------------------------------------
+
+  /**
+   * Holds the state's lock until released: `await using lock = await store.acquireLock(id)`. Pass it to writes as
+   * `{lock}`. seed: an expiring lock row (renewed while held); plugin/systemdb: the upstream plugin's session
+   * advisory lock on a dedicated connection (needs session pooling; detected and reported otherwise).
+   */
+  async acquireLock(stateId: string, options: LockOptions = {}): Promise<MeltanoLock> {
+    validateStateId(stateId);
+    const opts = {
+      retrySeconds: options.retrySeconds ?? this.lockRetrySeconds,
+      timeoutSeconds: options.timeoutSeconds ?? this.lockWaitSeconds,
+    };
+    if (this.config.locksTable) {
+      return acquireRowLock(
+        { pool: this.#pool, locksTable: this.config.locksTable, lockTimeoutSeconds: this.lockTimeoutSeconds },
+        stateId,
+        opts,
+      );
+    }
+    return acquireAdvisoryLock(this.#advisory, stateId, opts);
+  }
+
+  get #emptyAs(): 'null' | 'braces' {
+    return this.layout === 'systemdb' ? 'braces' : 'null';
+  }
+
+  async #write(client: pg.PoolClient, state: MeltanoState): Promise<void> {
+    await client.query(
+      `INSERT INTO ${this.config.stateTable} (state_id, partial_state, completed_state, updated_at)
+       VALUES ($1, $2, $3, now())
+       ON CONFLICT (state_id) DO UPDATE SET partial_state = EXCLUDED.partial_state,
+         completed_state = EXCLUDED.completed_state, updated_at = EXCLUDED.updated_at`,
+      [state.stateId, writePart(state.partial, this.#emptyAs), writePart(state.completed, this.#emptyAs)],
+    );
+  }
+
+  /**
+   * Runs `fn` in one transaction that holds the state's lock. Without a held lock the lock is transaction-scoped
+   * (it cannot outlive a crash, and it works behind PgBouncer transaction pooling):
+   * - seed: the lock row is inserted inside the transaction and deleted before commit; concurrent writers queue
+   *   on the row, a live committed row (another holder) means retry, an expired one is taken over;
+   * - plugin/systemdb: `pg_advisory_xact_lock` with the upstream plugin's key (excludes its session locks too).
+   */
+  async #critical<T>(stateId: string, lock: MeltanoLock | undefined, fn: Critical<T>): Promise<T> {
+    if (lock) return this.#underHeldLock(stateId, lock, fn);
+    const deadline = Date.now() + this.lockWaitSeconds * 1000;
+    for (let attempt = 0; ; attempt++) {
+      const client = await this.#pool.connect();
+      let retry = false;
+      try {
+        await client.query('BEGIN');
+        const waitMs = Math.max(1, deadline - Date.now());
+        await client.query(`SET LOCAL lock_timeout = ${Math.round(waitMs)}`);
+        if (this.config.locksTable) {
+          const { rowCount } = await client.query(lockRowUpsert(this.config.locksTable), [
+            stateId,
+            'pgstate:txn',
+            this.lockTimeoutSeconds,
+          ]);
+          retry = rowCount !== 1;
+        } else {
+          await client.query('SELECT pg_advisory_xact_lock($1::int8)', [meltanoAdvisoryKey(stateId).toString()]);
+        }
+        if (!retry) {
+          await client.query('SET LOCAL lock_timeout = 0');
+          const result = await fn(client);
+          if (this.config.locksTable) {
+            await client.query(`DELETE FROM ${this.config.locksTable} WHERE state_id = $1`, [stateId]);
+          }
+          await client.query('COMMIT');
+          return result;
+        }
+        await client.query('ROLLBACK');
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => {});
+        if ((error as { code?: string }).code === '55P03') throw lockTimeoutError(stateId, this.lockWaitSeconds, error);
+        throw error;
+      } finally {
+        client.release();
+      }
+      if (Date.now() >= deadline) throw lockTimeoutError(stateId, this.lockWaitSeconds);
+      await sleep(Math.min(backoff(attempt, this.lockRetrySeconds * 1000), Math.max(0, deadline - Date.now())));
+    }
+  }
+
+  async #underHeldLock<T>(stateId: string, lock: MeltanoLock, fn: Critical<T>): Promise<T> {
+    if (lock.stateId !== stateId) {
+      throw new PgStateError('INVALID_INPUT', `The lock passed is for "${lock.stateId}", not "${stateId}".`, {
+        fix: 'Pass the lock acquired for this state id.',
+      });
+    }
+    if (lock.lost) throw lockLostError(stateId, 'it expired or its connection closed');
+    if (lock.kind === 'advisory') await (lock as AdvisoryLock).verify();
+    const client = await this.#pool.connect();
+    try {
+      await client.query('BEGIN');
+      if (lock instanceof RowLock) {
+        // Fencing: the row is locked until commit, so nobody can take it over between this check and the write.
+        const { rowCount } = await client.query(
+          `SELECT 1 FROM ${this.config.locksTable} WHERE state_id = $1 AND lock_id = $2 AND expires_at > now() FOR UPDATE`,
+          [stateId, lock.lockId],
+        );
+        if (rowCount !== 1) throw lockLostError(stateId, 'its lock row expired and was taken over');
+      }
+      const result = await fn(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+}
+
+function toView(stateId: string, row: Row): MeltanoStateView {
+  const completed = readStoredPart(row.completed_state, stateId, 'completed_state');
+  const partial = readStoredPart(row.partial_state, stateId, 'partial_state');
+  return { stateId, completed, partial, merged: mergedView({ completed, partial }), updatedAt: row.updated_at };
+}
+
+function positive(value: number, name: string): number {
+  if (!Number.isFinite(value) || value <= 0) {
+    throw new PgStateError('BAD_SETTING', `${name} must be a positive number of seconds, not ${value}.`, {
+      fix: `Set ${name} to e.g. 10.`,
+    });
+  }
+  return value;
+}

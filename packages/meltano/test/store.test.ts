@@ -1,0 +1,281 @@
+import { isPgStateError } from '@pgstate/core';
+import { createTestDatabase } from '@pgstate/core/testing';
+import pg from 'pg';
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, test } from 'vitest';
+import { type JsonObject, type MeltanoStateStore, meltanoAdvisoryKey } from '../src/index.js';
+import { LAYOUTS, openStore } from './helpers.js';
+
+let db: Awaited<ReturnType<typeof createTestDatabase>>;
+let sql: pg.Client;
+
+beforeAll(async () => {
+  db = await createTestDatabase(inject('pgUrl'), 'meltano_store');
+  sql = new pg.Client({ connectionString: db.url });
+  await sql.connect();
+});
+afterAll(async () => {
+  await sql?.end();
+  await db?.drop();
+});
+
+async function expectCode(promise: Promise<unknown>, code: string): Promise<void> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(isPgStateError(error), `expected PgStateError ${code}, got ${String(error)}`).toBe(true);
+  expect((error as { code: string }).code).toBe(code);
+}
+
+const S = (bookmarks: JsonObject): JsonObject => ({ singer_state: { bookmarks } });
+
+test('advisory keys are exactly the upstream plugin keys', () => {
+  expect(meltanoAdvisoryKey('dev:tap-github-to-target-postgres')).toBe(2128584585411889108n);
+  expect(meltanoAdvisoryKey('lock_test_job')).toBe(-8280139718495167346n);
+});
+
+describe.each(LAYOUTS)('%s layout', (layout) => {
+  let store: MeltanoStateStore;
+  const table = () => (layout === 'seed' ? `mel_${layout}.meltano_state` : `mel_${layout}.state`);
+  const row = async (id: string) =>
+    (
+      await sql.query<{ partial_state: string | null; completed_state: string | null }>(
+        `SELECT partial_state, completed_state FROM ${table()} WHERE state_id = $1`,
+        [id],
+      )
+    ).rows[0];
+
+  beforeAll(async () => {
+    store = await openStore(db.url, layout, { lockWaitSeconds: 5 });
+  });
+  afterAll(async () => {
+    await store?.close();
+  });
+  beforeEach(async () => {
+    await sql.query(`DELETE FROM ${table()}`);
+  });
+
+  test('set writes a completed state; get returns it merged and raw', async () => {
+    await store.set('dev:tap-a-to-target-b', JSON.stringify(S({ s1: { created_at: '2023-01-01' } })));
+    const got = await store.get('dev:tap-a-to-target-b');
+    expect(got?.merged).toEqual(S({ s1: { created_at: '2023-01-01' } }));
+    expect(got?.completed).toEqual(S({ s1: { created_at: '2023-01-01' } }));
+    expect(got?.partial).toEqual({});
+    const r = await row('dev:tap-a-to-target-b');
+    expect(JSON.parse(r?.completed_state ?? 'null')).toEqual(S({ s1: { created_at: '2023-01-01' } }));
+    // Empty parts are written like the host writes them: NULL (plugins) or '{}' (Meltano's systemdb).
+    expect(r?.partial_state).toBe(layout === 'systemdb' ? '{}' : null);
+    expect(await store.get('missing')).toBeNull();
+  });
+
+  test("merge follows Meltano's update: partial deep-merged over completed, lists replaced", async () => {
+    const id = 'dev:tap-x-to-target-y';
+    await store.set(id, S({ stream_1: { created_at: '2023-01-01', ids: [1, 2] }, stream_2: { created_at: '2023' } }));
+    await store.merge(id, S({ stream_1: { created_at: '2024-01-01', ids: [3] } }));
+    await store.merge(id, S({ stream_3: { v: 1 } }));
+    const got = await store.get(id);
+    expect(got?.completed).toEqual(
+      S({ stream_1: { created_at: '2023-01-01', ids: [1, 2] }, stream_2: { created_at: '2023' } }),
+    );
+    expect(got?.partial).toEqual(S({ stream_1: { created_at: '2024-01-01', ids: [3] }, stream_3: { v: 1 } }));
+    expect(got?.merged).toEqual(
+      S({ stream_1: { created_at: '2024-01-01', ids: [3] }, stream_2: { created_at: '2023' }, stream_3: { v: 1 } }),
+    );
+    // A later set replaces the row: the partial part is gone.
+    await store.set(id, S({ only: { v: 2 } }));
+    expect((await store.get(id))?.merged).toEqual(S({ only: { v: 2 } }));
+    expect((await row(id))?.partial_state).toBe(layout === 'systemdb' ? '{}' : null);
+  });
+
+  test('big integers, unicode and odd keys survive unchanged', async () => {
+    const id = 'dev:big';
+    await store.set(
+      id,
+      '{"singer_state":{"bookmarks":{"t":{"id":12345678901234567890,"n":"h\\u00e9\\ud83d\\ude00","__proto__":{"x":1}}}}}',
+    );
+    const got = await store.get(id);
+    const t =
+      (got?.merged.singer_state as { bookmarks: { t: Record<string, unknown> } } | undefined)?.bookmarks.t ?? {};
+    expect(t.id).toBe(12345678901234567890n);
+    expect(t.n).toBe('hé😀');
+    expect(Object.hasOwn(t, '__proto__')).toBe(true);
+    expect((await row(id))?.completed_state).toContain('12345678901234567890');
+  });
+
+  test('NULL, {} and null in the columns all read as empty', async () => {
+    await sql.query(
+      `INSERT INTO ${table()} (state_id, partial_state, completed_state) VALUES
+        ('e1', NULL, NULL), ('e2', '{}', 'null'), ('e3', 'null', '{"singer_state": {"a": 1}}')`,
+    );
+    expect((await store.get('e1'))?.merged).toEqual({});
+    expect((await store.get('e2'))?.merged).toEqual({});
+    expect((await store.get('e3'))?.merged).toEqual({ singer_state: { a: 1 } });
+    // Merging onto a row with a 'null' partial works (upstream's file backends crashed there, meltano#8541).
+    await store.merge('e3', S({ b: 2 }));
+    expect((await store.get('e3'))?.merged).toEqual({ singer_state: { a: 1, bookmarks: { b: 2 } } });
+  });
+
+  test('invalid input is rejected precisely and nothing is written', async () => {
+    await store.set('keep', S({ a: 1 }));
+    const before = await row('keep');
+    await expectCode(store.set('keep', '{"singer_state": '), 'INVALID_INPUT');
+    await expectCode(store.set('keep', '[1,2]'), 'INVALID_INPUT');
+    await expectCode(store.set('keep', '{"bookmarks": {}}'), 'INVALID_INPUT'); // no singer_state
+    await expectCode(store.merge('keep', '{"singer_state": {"x": 1}} trailing'), 'INVALID_INPUT');
+    await expectCode(store.set('', S({})), 'INVALID_INPUT');
+    await expectCode(store.set('x'.repeat(901), S({})), 'INVALID_INPUT');
+    await expectCode(store.set('bad\u0000id', S({})), 'INVALID_INPUT');
+    expect(await row('keep')).toEqual(before);
+    expect(await store.list()).toEqual(['keep']);
+    // validate: false skips the singer_state check (meltano state set --no-validate).
+    await store.set('keep', '{"bookmarks": {"b": 1}}', { validate: false });
+    expect((await store.get('keep'))?.merged).toEqual({ bookmarks: { b: 1 } });
+  });
+
+  test('state ids up to 900 characters', async () => {
+    const id = `dev:${'é'.repeat(896)}`;
+    expect(id.length).toBe(900);
+    await store.set(id, S({ a: 1 }));
+    expect((await store.get(id))?.merged).toEqual(S({ a: 1 }));
+  });
+
+  test('list globs: * and ?, with _ % and \\ literal, in byte order', async () => {
+    const ids = ['dev:tap_a-to-t', 'dev:tapXa-to-t', 'dev:tap%b-to-t', 'dev:tap\\c-to-t', 'prod:tap_a-to-t', 'dev:t'];
+    for (const id of ids) await store.set(id, S({}));
+    expect(await store.list()).toEqual([...ids].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))));
+    expect(await store.list('*')).toHaveLength(ids.length);
+    expect(await store.list('dev:tap_a*')).toEqual(['dev:tap_a-to-t']);
+    expect(await store.list('dev:tap%*')).toEqual(['dev:tap%b-to-t']);
+    expect(await store.list('dev:tap\\*')).toEqual(['dev:tap\\c-to-t']);
+    expect(await store.list('dev:tap?a-to-t')).toEqual(['dev:tapXa-to-t', 'dev:tap_a-to-t']);
+    expect(await store.list('*:tap_a-to-t')).toEqual(['dev:tap_a-to-t', 'prod:tap_a-to-t']);
+    expect(await store.list('nothing*')).toEqual([]);
+  });
+
+  test('copy, move, clear, clearAll', async () => {
+    await store.set('src', S({ a: 1 }));
+    await store.merge('src', S({ b: 2 }));
+    await store.copy('src', 'dst');
+    // copy sets the destination to the source's merged state, as a completed state.
+    expect(await store.get('dst')).toMatchObject({ completed: S({ a: 1, b: 2 }), partial: {} });
+    await store.move('dst', 'moved');
+    expect(await store.get('dst')).toBeNull();
+    expect((await store.get('moved'))?.merged).toEqual(S({ a: 1, b: 2 }));
+    // copying a missing state fails validation like Meltano's (its merged state `{}` has no singer_state).
+    await expectCode(store.copy('missing', 'dst2'), 'INVALID_INPUT');
+    expect(await store.get('dst2')).toBeNull();
+    expect(await store.clear('moved')).toBe(true);
+    expect(await store.clear('moved')).toBe(false);
+    await store.mergeFrom('src', 'other');
+    expect((await store.get('other'))?.partial).toEqual(S({ a: 1, b: 2 }));
+    expect(await store.clearAll()).toBe(2);
+    expect(await store.list()).toEqual([]);
+  });
+
+  test('export / import round trip; bad import writes nothing', async () => {
+    await store.set('a', S({ x: 1 }));
+    await store.merge('a', S({ y: 2 }));
+    await store.set('b', S({ z: 3 }));
+    const exported = await store.export();
+    expect(exported).toEqual({
+      a: { completed: S({ x: 1 }), partial: S({ y: 2 }) },
+      b: { completed: S({ z: 3 }), partial: {} },
+    });
+    await store.clearAll();
+    const progress: number[] = [];
+    expect(await store.import(JSON.stringify(exported), { onProgress: (d) => progress.push(d) })).toBe(2);
+    expect(progress).toEqual([2]);
+    expect(await store.export()).toEqual(exported);
+    await expectCode(store.import('{"c": {"completed": {}}, "d": {"completed": [1]}}'), 'INVALID_INPUT');
+    await expectCode(store.import('{"c": '), 'INVALID_INPUT');
+    expect(await store.list()).toEqual(['a', 'b']);
+  });
+
+  test('a held lock excludes other writers; writes pass under it with {lock}', async () => {
+    const other = await openStore(db.url, layout, { lockWaitSeconds: 0.5, lockRetrySeconds: 0.05 });
+    try {
+      await store.set('locked', S({ a: 1 }));
+      {
+        await using lock = await store.acquireLock('locked');
+        await expectCode(other.merge('locked', S({ b: 2 })), 'LOCK_TIMEOUT');
+        await expectCode(other.acquireLock('locked', { timeoutSeconds: 0.3 }), 'LOCK_TIMEOUT');
+        await store.merge('locked', S({ c: 3 }), { lock });
+        expect(lock.lost).toBe(false);
+      }
+      // Released at the end of the block: the other store gets in at once.
+      await other.merge('locked', S({ b: 2 }));
+      expect((await store.get('locked'))?.merged).toEqual(S({ a: 1, b: 2, c: 3 }));
+    } finally {
+      await other.close();
+    }
+  });
+
+  if (layout !== 'seed') {
+    test('pgstate locks with the plugin key: a raw pg_try_advisory_lock on that key is refused while held', async () => {
+      const id = 'dev:tap-github-to-target-postgres';
+      const lock = await store.acquireLock(id);
+      const held = await sql.query('SELECT pg_try_advisory_lock(2128584585411889108) AS ok');
+      expect(held.rows[0].ok).toBe(false);
+      await lock.release();
+      const free = await sql.query('SELECT pg_try_advisory_lock(2128584585411889108) AS ok');
+      expect(free.rows[0].ok).toBe(true);
+      // A Python-style session holder blocks pgstate's merge, then lets it through.
+      await expectCode(
+        openStore(db.url, layout, { lockWaitSeconds: 0.3 }).then(async (s) => {
+          try {
+            await s.merge(id, S({ a: 1 }));
+          } finally {
+            await s.close();
+          }
+        }),
+        'LOCK_TIMEOUT',
+      );
+      await sql.query('SELECT pg_advisory_unlock(2128584585411889108)');
+      await store.merge(id, S({ a: 1 }));
+      expect((await store.get(id))?.merged).toEqual(S({ a: 1 }));
+    });
+  }
+
+  if (layout === 'seed') {
+    test('lock rows: a live foreign row blocks, an expired one (or a Python row older than 5 min) is taken over', async () => {
+      const short = await openStore(db.url, 'seed', { lockWaitSeconds: 0.3, lockRetrySeconds: 0.05 });
+      try {
+        await sql.query(
+          `INSERT INTO mel_seed.meltano_state_locks (state_id, locked_at, lock_id) VALUES ('py', LOCALTIMESTAMP, 'python-uuid')`,
+        );
+        await expectCode(short.merge('py', S({ a: 1 })), 'LOCK_TIMEOUT');
+        await sql.query(
+          `UPDATE mel_seed.meltano_state_locks SET locked_at = LOCALTIMESTAMP - interval '6 minutes' WHERE state_id = 'py'`,
+        );
+        await short.merge('py', S({ a: 1 }));
+        await sql.query(
+          `INSERT INTO mel_seed.meltano_state_locks (state_id, lock_id, expires_at) VALUES ('ts', 'pgstate:x', now() + interval '1 hour')`,
+        );
+        await expectCode(short.set('ts', S({ a: 1 })), 'LOCK_TIMEOUT');
+        await sql.query(`UPDATE mel_seed.meltano_state_locks SET expires_at = now() - interval '1 second'`);
+        await short.set('ts', S({ a: 1 }));
+        // Transaction-scoped locks leave no rows behind.
+        expect((await sql.query('SELECT count(*)::int AS n FROM mel_seed.meltano_state_locks')).rows[0].n).toBe(0);
+      } finally {
+        await short.close();
+      }
+    });
+
+    test('a lock taken over after expiry is reported lost and its holder cannot write', async () => {
+      const quick = await openStore(db.url, 'seed', { lockTimeoutSeconds: 30 });
+      try {
+        const lock = await quick.acquireLock('fence');
+        // Simulate a long pause: the row expires and someone else takes it over.
+        await sql.query(
+          `UPDATE mel_seed.meltano_state_locks SET expires_at = now() - interval '1 second' WHERE state_id = 'fence'`,
+        );
+        await store.merge('fence', S({ other: 1 }));
+        await expectCode(quick.merge('fence', S({ mine: 1 }), { lock }), 'LOCK_LOST');
+        expect((await store.get('fence'))?.merged).toEqual(S({ other: 1 }));
+        await lock.release();
+      } finally {
+        await quick.close();
+      }
+    });
+  }
+});
