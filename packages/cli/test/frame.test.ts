@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { runCli } from './helpers.js';
+import { cleanEnv, runCli } from './helpers.js';
 
 describe('the command frame', () => {
   it('--help lists the commands, the exit codes and examples; exit 0', async () => {
@@ -47,8 +47,31 @@ describe('the command frame', () => {
     expect(r.stderr).toContain('--schema and --table apply to one adapter');
   });
 
-  it('no colours when stdout is not a TTY, even for doctor output', async () => {
-    const r = await runCli(['--help']);
-    expect(r.stdout).not.toContain('\x1b[');
+  it('colours only when asked for off a TTY (FORCE_COLOR), never with --no-color or NO_COLOR', async () => {
+    const plain = await runCli(['dcotor']);
+    expect(plain.stderr).not.toContain('\x1b[');
+    const forced = await runCli(['dcotor'], cleanEnv({ FORCE_COLOR: '1' }));
+    expect(forced.stderr).toContain('\x1b[31m');
+    const off = await runCli(['--no-color', 'dcotor'], cleanEnv({ FORCE_COLOR: '1' }));
+    expect(off.stderr).not.toContain('\x1b[');
+    const noColor = await runCli(['dcotor'], cleanEnv({ FORCE_COLOR: '1', NO_COLOR: '1' }));
+    expect(noColor.stderr).not.toContain('\x1b[');
+  });
+
+  it('--debug adds the stack trace; without it there is none', async () => {
+    const args = ['--url', 'postgres://u:S3cr3t-dbg@127.0.0.1:1/db', 'migrate'];
+    const plain = await runCli(args);
+    expect(plain.code).toBe(3);
+    expect(plain.stderr.trim().split('\n')).toHaveLength(2);
+    const debug = await runCli(['--debug', ...args]);
+    expect(debug.code).toBe(3);
+    expect(debug.stderr).toMatch(/\n\s+at /);
+    expect(debug.stdout + debug.stderr).not.toContain('S3cr3t-dbg');
+  });
+
+  it('PGSTATE_URL is used like --url (and is not pgstate’s own server)', async () => {
+    const r = await runCli(['migrate', '--check'], cleanEnv({ PGSTATE_URL: 'postgres://u:pw@127.0.0.1:1/db' }));
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/error \[UNREACHABLE\]: .*127\.0\.0\.1:1/);
   });
 });
