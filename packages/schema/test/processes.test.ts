@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { createTestDatabase } from '@pgstate/core/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
-import type { MigrationTarget } from '../src/index.js';
+import { MIGRATION_LOCK_KEY, type MigrationTarget, migrate } from '../src/index.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const child = path.join(here, 'fixtures', 'migrate-child.ts');
@@ -81,6 +81,54 @@ it('8 OS processes migrating one fresh database at once all succeed; each migrat
       'pulumi_state',
     ]);
   } finally {
+    await pool.end();
+  }
+});
+
+it('a migrator killed mid-migration leaves no lock and no partial state; the next one applies it', async () => {
+  const pool = new pg.Pool({ connectionString: db.url, max: 4 });
+  pool.on('connect', (c) => c.on('error', () => {}));
+  const blocker = await pool.connect();
+  try {
+    await migrate(pool, { adapter: 'internal' });
+    await pool.query('CREATE SCHEMA IF NOT EXISTS crash');
+    // An uncommitted relation named like the prefix index makes the child's migration transaction wait in its
+    // second statement (CREATE INDEX), after it created the table, while it holds the migration lock.
+    await blocker.query('BEGIN');
+    await blocker.query('CREATE TABLE crash.pulumi_state_key_prefix_idx (x int)');
+    const child = start(db.url, { adapter: 'pulumi', schema: 'crash' });
+    await child.ready;
+    child.proc.stdin?.write('go\n');
+    const lockKeyLow = Number(BigInt(MIGRATION_LOCK_KEY) & 0xffffffffn);
+    for (;;) {
+      const { rows } = await pool.query(
+        `SELECT (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = $1)::int AS held,
+                (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+                   AND wait_event_type = 'Lock' AND query LIKE 'CREATE INDEX%')::int AS waiting`,
+        [lockKeyLow],
+      );
+      if (rows[0].held === 1 && rows[0].waiting === 1) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    child.proc.kill('SIGKILL');
+    await child.done;
+    await blocker.query('ROLLBACK');
+    // The killed migration's CREATE TABLE was rolled back with it.
+    const partial = await pool.query("SELECT to_regclass('crash.pulumi_state') AS t");
+    expect(partial.rows[0].t).toBeNull();
+
+    const result = await migrate(pool, { adapter: 'pulumi', schema: 'crash' }, { lockTimeoutMs: 30_000 });
+    expect(result.applied.map((m) => m.config)).toEqual(['pulumi:crash.pulumi_state']);
+    const { rows } = await pool.query(
+      "SELECT count(*)::int AS n FROM pgstate.migrations WHERE config = 'pulumi:crash.pulumi_state'",
+    );
+    expect(rows[0].n).toBe(1);
+    const cols = await pool.query(
+      "SELECT column_name FROM information_schema.columns WHERE table_schema = 'crash' ORDER BY ordinal_position",
+    );
+    expect(cols.rows.map((r) => r.column_name)).toEqual(['key', 'data', 'updated_at']);
+  } finally {
+    blocker.release();
     await pool.end();
   }
 });
