@@ -4,4 +4,5 @@
 export { register as db } from './db.js';
 export { register as doctor } from './doctor.js';
 export { register as migrate } from './migrate.js';
+export { register as pulumi } from './pulumi.js';
 export { register as serve } from './serve.js';
