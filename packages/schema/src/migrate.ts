@@ -77,6 +77,19 @@ export interface MigrationStatus {
  */
 export const MIGRATION_LOCK_KEY = '7450738237593361921';
 
+/** For the `internal` target, its schema is the journal's schema: one name, not two that could disagree. */
+function normalized<T extends MigrationOptions>(target: MigrationTarget, options: T): T {
+  if (target.adapter !== 'internal' || target.schema === undefined) return options;
+  if (options.internalSchema !== undefined && options.internalSchema !== target.schema) {
+    throw new PgStateError(
+      'BAD_SETTING',
+      `The internal target's schema "${target.schema}" differs from internalSchema "${options.internalSchema}".`,
+      { fix: "Give the schema of pgstate's own tables once: as the target schema or as internalSchema." },
+    );
+  }
+  return { ...options, internalSchema: target.schema };
+}
+
 function configsFor(target: MigrationTarget, options: MigrationOptions): ResolvedTarget[] {
   const resolved = resolveTarget(target);
   if (resolved.adapter === 'internal') return [resolved];
@@ -159,6 +172,7 @@ export async function migrationStatus(
   target: MigrationTarget,
   options: MigrationOptions = {},
 ): Promise<MigrationStatus> {
+  options = normalized(target, options);
   const configs = configsFor(target, options);
   let client: pg.PoolClient | undefined;
   try {
@@ -196,6 +210,7 @@ export async function migrate(
   target: MigrationTarget,
   options: MigrateOptions = {},
 ): Promise<MigrateResult> {
+  options = normalized(target, options);
   const configs = configsFor(target, options);
   let client: pg.PoolClient | undefined;
   let current: PlannedMigration | undefined;
@@ -316,6 +331,7 @@ function migrationError(error: unknown, action: string, config: string): PgState
  * DML on the internal leases table. Nothing that allows DDL.
  */
 export function runtimeAccessSql(target: MigrationTarget, role: string, options: MigrationOptions = {}): string[] {
+  options = normalized(target, options);
   const grantee = quoteIdentifier(role, 'role name');
   const configs = configsFor(target, options);
   const statements: string[] = [];
@@ -343,6 +359,7 @@ export async function grantRuntimeAccess(
   role: string,
   options: MigrationOptions = {},
 ): Promise<string[]> {
+  options = normalized(target, options);
   validateIdentifier(role, 'role name');
   const statements = runtimeAccessSql(target, role, options);
   let client: pg.PoolClient | undefined;

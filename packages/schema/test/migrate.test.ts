@@ -232,4 +232,14 @@ describe('migrate', () => {
       holder.release();
     }
   });
+
+  it('the internal target keeps its journal in its own schema', async () => {
+    await migrate(pool, { adapter: 'internal', schema: 'own' });
+    const { rows } = await pool.query('SELECT config FROM own.migrations');
+    expect(rows.map((r) => r.config)).toEqual(['internal:own']);
+    expect((await migrationStatus(pool, { adapter: 'internal', schema: 'own' })).upToDate).toBe(true);
+    await expect(
+      migrate(pool, { adapter: 'internal', schema: 'own' }, { internalSchema: 'other' }),
+    ).rejects.toMatchObject({ code: 'BAD_SETTING' });
+  });
 });
