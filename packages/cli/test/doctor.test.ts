@@ -122,6 +122,14 @@ describe('pgstate doctor against a server given by --url', () => {
     const lenient = await doctor(['--url', db.url]);
     expect(lenient.code).toBe(0);
     expect(check(lenient.doc, 'migrations:pulumi').status).toBe('warn');
+    // --dry-run prints the SQL and changes nothing.
+    const dry = await runCli(['--url', db.url, 'migrate', '--adapter', 'pulumi', '--dry-run'], env);
+    expect(dry.code).toBe(0);
+    expect(dry.stdout).toMatch(/CREATE TABLE[^;]*"public"\."pulumi_state"/);
+    expect(dry.stdout).not.toContain(';;');
+    expect((await doctor(['--url', db.url, '--adapter', 'pulumi'])).code).toBe(1);
+    const check5 = await runCli(['--url', db.url, 'migrate', '--adapter', 'pulumi', '--check'], env);
+    expect(check5.code).toBe(5);
     // Run the fix as printed.
     const fix = c
       .fix!.replace(/ \(.*$/, '')

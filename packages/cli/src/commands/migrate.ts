@@ -73,7 +73,7 @@ export function register(program: Command, context: CommandContext): void {
           ...(flags.dryRun
             ? {
                 sql: pending
-                  .map((m) => `-- ${m.config}: ${m.migration}\n${m.statements.map((s) => `${s};`).join('\n')}\n`)
+                  .map((m) => `-- ${m.config}: ${m.migration}\n${m.statements.map(terminated).join('\n')}\n`)
                   .join('\n'),
               }
             : {}),
@@ -83,7 +83,7 @@ export function register(program: Command, context: CommandContext): void {
       if (flags.dryRun) {
         if (pending.length === 0) o.note('-- up to date: nothing to apply');
         for (const m of pending)
-          o.value(`-- ${m.config}: ${m.migration}\n${m.statements.map((s) => `${s};`).join('\n')}\n`);
+          o.value(`-- ${m.config}: ${m.migration}\n${m.statements.map(terminated).join('\n')}\n`);
         return;
       }
       const verb = dryRun ? o.style('pending', 'yellow') : o.style('applied', 'green');
@@ -98,4 +98,10 @@ export function register(program: Command, context: CommandContext): void {
     ['pgstate migrate --dry-run > migrations.sql', 'the SQL, for a DBA to review and run'],
     ['pgstate migrate --check', 'exit 5 if anything is pending'],
   ]);
+}
+
+/** drizzle-kit's statements may or may not end with a semicolon: print exactly one. */
+function terminated(statement: string): string {
+  const trimmed = statement.trimEnd();
+  return trimmed.endsWith(';') ? trimmed : `${trimmed};`;
 }
