@@ -33,11 +33,19 @@ const shipsToUsers = (file) =>
   !/(^|\/)(vitest\.config\.ts|tsconfig\.json|CHANGELOG\.md)$/.test(file);
 
 const pending = new Set();
+const malformed = [];
 for (const file of fs.readdirSync('.changeset')) {
   if (!file.endsWith('.md') || file === 'README.md') continue;
   const text = fs.readFileSync(path.join('.changeset', file), 'utf8');
   const front = /^---\n([\s\S]*?)\n---/.exec(text)?.[1] ?? '';
-  for (const m of front.matchAll(/^["']?([^"':]+)["']?\s*:\s*(major|minor|patch)\s*$/gm)) pending.add(m[1].trim());
+  const named = [...front.matchAll(/^["']?([^"':]+)["']?\s*:\s*(major|minor|patch)\s*$/gm)].map((m) => m[1].trim());
+  if (named.length === 0) malformed.push(file);
+  for (const name of named) pending.add(name);
+}
+if (malformed.length > 0) {
+  console.error(`check:changesets: no package bumps found in the front matter of ${malformed.map((f) => `.changeset/${f}`).join(', ')}`);
+  console.error('Each changeset starts with ---, lines like "@pgstate/core": minor, then ---. Run `pnpm changeset` to write one.');
+  process.exit(1);
 }
 
 const missing = published.filter(
