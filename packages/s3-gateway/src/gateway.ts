@@ -340,6 +340,24 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
 
   // ---------------------------------------------------------------- bucket-level operations
 
+  /** Access is all-or-nothing per access key; clients that read ACLs (s3cmd) see the owner's full control. */
+  function sendAcl(res: ServerResponse): void {
+    sendXml(res, 'AccessControlPolicy', {
+      Owner: { ID: 'pgstate', DisplayName: 'pgstate' },
+      AccessControlList: {
+        Grant: {
+          Grantee: {
+            '@_xmlns:xsi': 'http://www.w3.org/2001/XMLSchema-instance',
+            '@_xsi:type': 'CanonicalUser',
+            ID: 'pgstate',
+            DisplayName: 'pgstate',
+          },
+          Permission: 'FULL_CONTROL',
+        },
+      },
+    });
+  }
+
   async function listBuckets(res: ServerResponse): Promise<void> {
     sendXml(res, 'ListAllMyBucketsResult', {
       Owner: { ID: 'pgstate', DisplayName: 'pgstate' },
@@ -465,8 +483,8 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
         if (sub('location')) return send(res, 200, s3Xml('LocationConstraint', {}, true));
         if (sub('versioning')) return sendXml(res, 'VersioningConfiguration', {});
         if (sub('uploads')) return listUploads(res, r, bucket);
+        if (sub('acl')) return sendAcl(res);
         for (const name of [
-          'acl',
           'policy',
           'cors',
           'lifecycle',
@@ -771,6 +789,10 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
   ) {
     validateKey(key);
     const has = (name: string) => r.query.has(name);
+    if (has('acl') && r.method === 'GET') {
+      if (!(await handlerFor(bucket).headObject(key))) throw s3Errors.noSuchKey(key);
+      return sendAcl(res);
+    }
     for (const name of ['acl', 'tagging', 'retention', 'legal-hold', 'torrent', 'restore', 'select', 'attributes']) {
       if (has(name)) throw s3Errors.notImplemented(`object ?${name}`);
     }
@@ -833,7 +855,7 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
       }
     } catch (error) {
       const e = toS3Error(error, r?.key);
-      if (e.status >= 500) {
+      if (e.status >= 500 && e.status !== 501) {
         log({
           level: 'error',
           msg: 'request failed',

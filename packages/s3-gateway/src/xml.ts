@@ -9,6 +9,8 @@ const parser = new XMLParser({
   parseTagValue: false,
   trimValues: false,
   removeNSPrefix: true,
+  // Entities are decoded by `text()` in one pass, numeric references included (Go's encoder writes `&#34;`).
+  processEntities: false,
   isArray: (name) => name === 'Object' || name === 'Part',
 });
 
@@ -30,6 +32,18 @@ export function parseS3Xml(text: string, root: string): Record<string, unknown> 
   return element as Record<string, unknown>;
 }
 
+const NAMED: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };
+
+/** A text node's value with XML entity and character references decoded; anything else is MalformedXML. */
 export function text(value: unknown): string | undefined {
-  return typeof value === 'string' ? value : undefined;
+  if (typeof value !== 'string') return undefined;
+  return value.replace(/&([^;&\s]{0,10});?/g, (whole, name: string) => {
+    if (!whole.endsWith(';')) throw s3Errors.malformedXml();
+    const named = NAMED[name];
+    if (named !== undefined) return named;
+    const m = /^#(x[0-9a-fA-F]{1,6}|[0-9]{1,7})$/.exec(name);
+    const code = m ? (m[1]!.startsWith('x') ? Number.parseInt(m[1]!.slice(1), 16) : Number(m[1])) : Number.NaN;
+    if (!(code > 0 && code <= 0x10ffff) || (code >= 0xd800 && code <= 0xdfff)) throw s3Errors.malformedXml();
+    return String.fromCodePoint(code);
+  });
 }
