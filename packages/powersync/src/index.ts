@@ -34,4 +34,27 @@ export { checkpointChannel, PgStateBucketBatch } from './writer.js';
 /** Default export: the storage module, for `import storageModule from '@pgstate/powersync'` style entries. */
 import { PgStateStorageModule } from './module.js';
 export const module = new PgStateStorageModule();
+export {
+  type ActiveCheckpointState,
+  type CheckpointNotificationMode,
+  type CheckpointNotificationOptions,
+  CheckpointNotifier,
+  type CheckpointNotifierStats,
+  checkpointNotifier,
+  configureCheckpointNotifications,
+  watchActiveCheckpoint,
+} from './checkpoint-notifications.js';
+export { type ClearProgress, type ClearResult, type ClearStreamOptions, clearReplicationStream } from './clear.js';
+export {
+  type CompactResult,
+  type CompactStreamOptions,
+  compactParameters,
+  compactReplicationStream,
+} from './compact.js';
 export { syncRulesFromYaml } from './sync-config.js';
+export {
+  createManagedWriteCheckpoints,
+  DEFAULT_HEAD_CONNECTION,
+  lastCustomWriteCheckpoint,
+  lastManagedWriteCheckpoint,
+} from './write-checkpoints.js';

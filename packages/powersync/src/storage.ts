@@ -6,7 +6,10 @@ import type {
   ScopedParameterLookup,
   SqliteJsonRow,
 } from '@powersync/service-sync-rules';
+import { watchUserCheckpoints } from './checkpoint-notifications.js';
 import { ChecksumCache } from './checksum-cache.js';
+import { type ClearStreamOptions, clearReplicationStream } from './clear.js';
+import { type CompactResult, compactReplicationStream } from './compact.js';
 import type { StorageDb } from './db.js';
 import { deserializeReplicaId, lookupKey, maxLsn, replicaIdToSubkey } from './encoding.js';
 import type { PgStateBucketStorageFactory } from './factory.js';
@@ -52,6 +55,7 @@ import {
   type WatchWriteCheckpointOptions,
   WriteCheckpointMode,
 } from './types.js';
+import { assertManagedMode, createManagedWriteCheckpoints, lastWriteCheckpoint } from './write-checkpoints.js';
 import { PgStateBucketBatch } from './writer.js';
 
 /** Thrown by `getParameterSets` when lookups resolve to more rows than allowed (upstream's class of that name). */
@@ -112,12 +116,13 @@ export class PgStateSyncRulesStorage
     this.mode = mode;
   }
 
-  createManagedWriteCheckpoints(_checkpoints: ManagedWriteCheckpointOptions[]): Promise<Map<string, bigint>> {
-    return Promise.reject(notYet('Write checkpoints'));
+  async createManagedWriteCheckpoints(checkpoints: ManagedWriteCheckpointOptions[]): Promise<Map<string, bigint>> {
+    assertManagedMode(this.mode);
+    return createManagedWriteCheckpoints(this.db, checkpoints);
   }
 
-  lastWriteCheckpoint(_filters: SyncStorageLastWriteCheckpointFilters): Promise<bigint | null> {
-    return Promise.reject(notYet('Write checkpoints'));
+  lastWriteCheckpoint(filters: SyncStorageLastWriteCheckpointFilters): Promise<bigint | null> {
+    return lastWriteCheckpoint(this.db, this.mode, this.replicationStreamId, filters);
   }
 
   getParsedSyncConfigSet(options: ParseSyncConfigOptions): ParsedSyncConfigSet {
@@ -188,8 +193,14 @@ export class PgStateSyncRulesStorage
     );
   }
 
-  async compact(_options?: CompactOptions): Promise<void> {
-    throw notYet('Compaction');
+  async compact(options?: CompactOptions): Promise<void> {
+    await this.compactWithResult(options);
+  }
+
+  /** `compact()` returning what it did (see compact.ts); `maxOpId` defaults to the current checkpoint. */
+  async compactWithResult(options?: CompactOptions): Promise<CompactResult> {
+    const maxOpId = options?.maxOpId ?? (await this.getCheckpoint()).checkpoint;
+    return compactReplicationStream(this.db, this.replicationStreamId, { ...options, maxOpId, logger: this.logger });
   }
 
   async populatePersistentChecksumCache(_options: PopulateChecksumCacheOptions): Promise<PopulateChecksumCacheResults> {
@@ -378,9 +389,15 @@ export class PgStateSyncRulesStorage
     return CHECKPOINT_INVALIDATE_ALL;
   }
 
-  // biome-ignore lint/correctness/useYield: not implemented yet; throws on first iteration
-  async *watchCheckpointChanges(_options: WatchWriteCheckpointOptions): AsyncIterable<StorageCheckpointUpdate> {
-    throw notYet('Live checkpoint watching');
+  watchCheckpointChanges(options: WatchWriteCheckpointOptions): AsyncIterable<StorageCheckpointUpdate> {
+    return watchUserCheckpoints({
+      db: this.db,
+      replicationStreamId: this.replicationStreamId,
+      user_id: options.user_id,
+      signal: options.signal,
+      checkpointOf: (checkpoint, lsn) => this.checkpointOf(checkpoint, lsn),
+      lastWriteCheckpoint: (filters) => this.lastWriteCheckpoint(filters),
+    });
   }
 
   async terminate(options?: TerminateOptions): Promise<void> {
@@ -399,29 +416,13 @@ export class PgStateSyncRulesStorage
     };
   }
 
-  /** Deletes this stream's data in bounded batches, so a huge stream never needs one giant DELETE (upstream #729). */
-  async clear(options?: ClearStorageOptions): Promise<void> {
-    const n = this.db.names;
-    await this.db.query(
-      `UPDATE ${n.syncRules} SET snapshot_done = false, last_checkpoint_lsn = NULL, last_checkpoint = NULL,
-         no_checkpoint_before = NULL WHERE id = $1`,
-      [this.replicationStreamId],
-    );
-    const batch = 10_000;
-    const deletes = [
-      `DELETE FROM ${n.bucketData} WHERE ctid = ANY(ARRAY(SELECT ctid FROM ${n.bucketData} WHERE group_id = $1 LIMIT $2))`,
-      `DELETE FROM ${n.bucketParameters} WHERE ctid = ANY(ARRAY(SELECT ctid FROM ${n.bucketParameters} WHERE group_id = $1 LIMIT $2))`,
-      `DELETE FROM ${n.currentData} WHERE ctid = ANY(ARRAY(SELECT ctid FROM ${n.currentData} WHERE group_id = $1 LIMIT $2))`,
-      `DELETE FROM ${n.sourceTables} WHERE ctid = ANY(ARRAY(SELECT ctid FROM ${n.sourceTables} WHERE group_id = $1 LIMIT $2))`,
-    ];
-    for (const statement of deletes) {
-      for (;;) {
-        if (options?.signal?.aborted) throw new PgStateError('QUERY_FAILED', 'Clearing PowerSync storage was aborted.');
-        const result = await this.db.pool.query(statement, [this.replicationStreamId, batch]);
-        if ((result.rowCount ?? 0) < batch) break;
-      }
+  /** Deletes this stream's data in bounded keyset batches, cancellable between batches (see clear.ts, upstream #729). */
+  async clear(options?: ClearStorageOptions & ClearStreamOptions): Promise<void> {
+    try {
+      await clearReplicationStream(this.db, this.replicationStreamId, options);
+    } finally {
+      this.checksumCache.clear();
     }
-    this.checksumCache.clear();
   }
 }
 
@@ -454,10 +455,4 @@ function toOplogEntry(row: BucketDataRow): OplogEntry {
     };
   }
   return { op_id: row.op_id.toString(), op: row.op, checksum: Number(row.checksum) };
-}
-
-function notYet(what: string): PgStateError {
-  return new PgStateError('INVALID_INPUT', `${what} are not implemented by @pgstate/powersync yet.`, {
-    fix: 'See the @pgstate/powersync README for what this version implements.',
-  });
 }
