@@ -43,8 +43,12 @@ for (const file of fs.readdirSync('.changeset')) {
   for (const name of named) pending.add(name);
 }
 if (malformed.length > 0) {
-  console.error(`check:changesets: no package bumps found in the front matter of ${malformed.map((f) => `.changeset/${f}`).join(', ')}`);
-  console.error('Each changeset starts with ---, lines like "@pgstate/core": minor, then ---. Run `pnpm changeset` to write one.');
+  console.error(
+    `check:changesets: no package bumps found in the front matter of ${malformed.map((f) => `.changeset/${f}`).join(', ')}`,
+  );
+  console.error(
+    'Each changeset starts with ---, lines like "@pgstate/core": minor, then ---. Run `pnpm changeset` to write one.',
+  );
   process.exit(1);
 }
 

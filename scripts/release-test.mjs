@@ -13,7 +13,8 @@ const peers = process.env.PGSTATE_PEERS_DIR ?? path.join(os.homedir(), '.cache',
 // verdaccio 6.10+ refuses Node 20 at start-up; 5.33 runs on every Node we support.
 const VERDACCIO = '5.33.0';
 const log = (msg) => console.log(`check:release: ${msg}`);
-const sh = (cmd, args, opts = {}) => execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', ...opts });
+const sh = (cmd, args, opts = {}) =>
+  execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', ...opts });
 
 function ensureVerdaccio() {
   const dir = path.join(peers, `verdaccio-${VERDACCIO}`);
@@ -55,7 +56,10 @@ async function waitFor(url, timeoutMs, child) {
 // What is committed is what gets released: the copy is `git archive HEAD`, never the work tree.
 function copyWorkspace(target) {
   fs.mkdirSync(target, { recursive: true });
-  execFileSync('bash', ['-c', `git archive --format=tar HEAD | tar -x -C "${target}"`], { cwd: root, stdio: 'inherit' });
+  execFileSync('bash', ['-c', `git archive --format=tar HEAD | tar -x -C "${target}"`], {
+    cwd: root,
+    stdio: 'inherit',
+  });
 }
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'pgstate-release-'));
@@ -105,17 +109,26 @@ try {
   const pending = fs.readdirSync(path.join(repo, '.changeset')).filter((f) => f.endsWith('.md') && f !== 'README.md');
   if (pending.length === 0) {
     // Nothing pending in the checkout: release what a user would from a fresh patch changeset.
-    const names = fs.readdirSync(path.join(repo, 'packages')).map((d) => JSON.parse(fs.readFileSync(path.join(repo, 'packages', d, 'package.json'), 'utf8')).name);
-    fs.writeFileSync(path.join(repo, '.changeset', 'release-test.md'), `---\n${names.map((n) => `"${n}": patch`).join('\n')}\n---\n\nRelease test.\n`);
+    const names = fs
+      .readdirSync(path.join(repo, 'packages'))
+      .map((d) => JSON.parse(fs.readFileSync(path.join(repo, 'packages', d, 'package.json'), 'utf8')).name);
+    fs.writeFileSync(
+      path.join(repo, '.changeset', 'release-test.md'),
+      `---\n${names.map((n) => `"${n}": patch`).join('\n')}\n---\n\nRelease test.\n`,
+    );
   }
   log('pnpm version-packages');
   inRepo('pnpm', ['version-packages']);
   log('pnpm release (build + changeset publish)');
-  inRepo('pnpm', ['release']);
+  const released = inRepo('pnpm', ['release']);
+  if (process.env.PGSTATE_RELEASE_VERBOSE) console.log(released);
 
   const packages = fs
     .readdirSync(path.join(repo, 'packages'))
-    .map((dir) => ({ dir, manifest: JSON.parse(fs.readFileSync(path.join(repo, 'packages', dir, 'package.json'), 'utf8')) }))
+    .map((dir) => ({
+      dir,
+      manifest: JSON.parse(fs.readFileSync(path.join(repo, 'packages', dir, 'package.json'), 'utf8')),
+    }))
     .filter((p) => !p.manifest.private);
 
   const { startTestServer, createTestDatabase } = await import(path.join(root, 'packages/core/dist/testing.js'));
@@ -128,25 +141,54 @@ try {
       failures.push(`${manifest.name}@${manifest.version} was not published`);
       continue;
     }
-    const ranges = JSON.stringify({ ...published.dependencies, ...published.peerDependencies, ...published.optionalDependencies });
-    if (ranges.includes('workspace:')) failures.push(`${manifest.name}: a workspace: range leaked into the published manifest`);
+    const ranges = JSON.stringify({
+      ...published.dependencies,
+      ...published.peerDependencies,
+      ...published.optionalDependencies,
+    });
+    if (ranges.includes('workspace:'))
+      failures.push(`${manifest.name}: a workspace: range leaked into the published manifest`);
     const consumer = path.join(work, `consumer-${dir}`);
     fs.mkdirSync(consumer);
-    fs.writeFileSync(path.join(consumer, 'package.json'), JSON.stringify({ name: `consumer-${dir}`, private: true, type: 'module' }));
+    fs.writeFileSync(
+      path.join(consumer, 'package.json'),
+      JSON.stringify({ name: `consumer-${dir}`, private: true, type: 'module' }),
+    );
     fs.writeFileSync(path.join(consumer, '.npmrc'), `registry=${registryUrl}\n`);
     const smoke = path.join(root, 'scripts', 'release-smoke', `${dir}.mjs`);
     try {
-      sh('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error', `${manifest.name}@${manifest.version}`], { cwd: consumer });
+      // `npm test` exports npm_config_registry to its scripts, which beats any .npmrc: name the registry explicitly.
+      sh(
+        'npm',
+        [
+          'install',
+          '--no-audit',
+          '--no-fund',
+          '--prefer-offline',
+          '--loglevel=error',
+          `--registry=${registryUrl}`,
+          `${manifest.name}@${manifest.version}`,
+        ],
+        {
+          cwd: consumer,
+          env: { ...process.env, npm_config_registry: registryUrl },
+        },
+      );
       fs.copyFileSync(smoke, path.join(consumer, 'smoke.mjs'));
       const db = await createTestDatabase(cluster.url, `release_${dir.replace(/\W/g, '_')}`);
       try {
-        const out = sh('node', ['smoke.mjs'], { cwd: consumer, env: { ...process.env, PG_URL: db.url, PGSTATE_HOME: path.join(consumer, '.pgstate') } });
+        const out = sh('node', ['smoke.mjs'], {
+          cwd: consumer,
+          env: { ...process.env, PG_URL: db.url, PGSTATE_HOME: path.join(consumer, '.pgstate') },
+        });
         log(`${manifest.name}@${manifest.version}: installed alone and ran: ${out.trim().split('\n').at(-1)}`);
       } finally {
         await db.drop();
       }
     } catch (error) {
-      failures.push(`${manifest.name}: ${(error.stderr || error.message || String(error)).toString().trim().split('\n').slice(-5).join(' | ')}`);
+      failures.push(
+        `${manifest.name}: ${(error.stderr || error.message || String(error)).toString().trim().split('\n').slice(-5).join(' | ')}`,
+      );
     }
   }
   if (failures.length > 0) {
