@@ -837,6 +837,7 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
     inFlight++;
     let r: Route | undefined;
     let accessKeyId: string | undefined;
+    let payload: string | undefined;
     let errorCode: string | undefined;
     try {
       r = route(req);
@@ -845,6 +846,8 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
         { credentials, now: now(), maxSkewMs: limits.maxClockSkewMs },
       );
       accessKeyId = auth.accessKeyId;
+      // Which body framing the client chose (aws-chunked variants) helps when a client misbehaves.
+      if (auth.payloadHash.startsWith('STREAMING-')) payload = auth.payloadHash;
       if (!r.bucket) {
         if (r.method !== 'GET') throw s3Errors.methodNotAllowed();
         await listBuckets(res);
@@ -898,6 +901,7 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
         status: res.statusCode,
         code: errorCode,
         accessKeyId,
+        payload,
         ms: Math.round(ms * 10) / 10,
       });
       inFlight--;
