@@ -89,8 +89,15 @@ describe('pgstate serve', () => {
   });
 
   it('requires signatures when keys are configured, and refuses non-loopback addresses without keys', async () => {
-    const named = await startServe(['--bucket', 'state=pulumi']);
+    const migrated = await runCli(['migrate', '--adapter', 'meltano', '--url', db.url], env);
+    expect(migrated.code, migrated.stderr).toBe(0);
+    const named = await startServe(['--bucket', 'state=pulumi', '--bucket', 'mel=meltano:state']);
     expect((await fetch(`${named.doc.url}/state/k`, { method: 'PUT', body: 'v' })).status).toBe(200);
+    // The Meltano handler serves its own layout: an empty state backend lists nothing, other keys are refused.
+    const listing = await fetch(`${named.doc.url}/mel?list-type=2&prefix=state/`);
+    expect(listing.status).toBe(200);
+    expect(await listing.text()).toContain('<KeyCount>0</KeyCount>');
+    expect((await fetch(`${named.doc.url}/mel/elsewhere/x`, { method: 'PUT', body: 'v' })).status).toBe(400);
     named.child.kill('SIGTERM');
     expect(await named.exited).toBe(0);
     const envWithKeys = { ...env, PGSTATE_S3_ACCESS_KEY_ID: 'AK', PGSTATE_S3_SECRET_ACCESS_KEY: 'SK' };

@@ -138,6 +138,13 @@ export function toS3Error(error: unknown, key?: string): S3Error {
   }
   const sqlState = (error as { code?: unknown } | null)?.code;
   if (typeof sqlState === 'string' && RETRYABLE_SQLSTATE.test(sqlState)) return s3Errors.serviceUnavailable();
+  if (sqlState === '42P01') {
+    return new S3Error(
+      500,
+      'InternalError',
+      'The state tables do not exist in this database yet: run `pgstate migrate`.',
+    );
+  }
   const message = error instanceof Error ? error.message : '';
   if (
     /Connection terminated|ECONNREFUSED|ECONNRESET|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(

@@ -370,6 +370,23 @@ describe('integrity headers, keys, XML and limits', () => {
   });
 });
 
+describe('database problems', () => {
+  it('a missing state table answers InternalError naming `pgstate migrate`, and the gateway keeps serving', async () => {
+    const gone = await createTableHandler(db.url, 'gone');
+    await gone.pool.query('DROP TABLE gone');
+    const g = await createS3Gateway({ buckets: { state: handler, gone }, credentials: [KEY], logger: false });
+    closers.push(async () => {
+      await g.close();
+      await gone.close?.();
+    });
+    const r = await rawRequest(g.url, { method: 'GET', path: '/gone/x' });
+    expect([r.status, r.code]).toEqual([500, 'InternalError']);
+    expect(r.text).toContain('pgstate migrate');
+    expect(r.text).not.toContain('relation');
+    await stillServes(g);
+  });
+});
+
 describe('connections', () => {
   it('writes nothing for a body cut short, and keeps serving', async () => {
     const url = new URL(gateway.url);

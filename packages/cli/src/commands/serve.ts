@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { BucketHandler } from '@pgstate/core';
 import { PgStateError } from '@pgstate/core';
+import { createMeltanoBucketHandler } from '@pgstate/meltano';
 import { createPulumiBucketHandler, PULUMI_URL_PARAMS } from '@pgstate/pulumi';
 import { createS3Gateway, jsonStderrLogger, startPulumiBackend } from '@pgstate/s3-gateway';
 import { type Command, Option } from 'commander';
@@ -10,8 +11,8 @@ import type { CommandContext } from '../context.js';
 import { UsageError } from '../errors.js';
 import { withExamples } from '../help.js';
 
-/** Handlers `--bucket name=<handler>` can name. Meltano's joins when its package provides one. */
-const HANDLERS = ['pulumi'] as const;
+/** Handlers `--bucket name=<handler>` can name (`meltano:<prefix>` serves Meltano's `s3://name/<prefix>` layout). */
+const HANDLERS = ['pulumi', 'meltano'] as const;
 type HandlerName = (typeof HANDLERS)[number];
 
 interface ServeFlags {
@@ -26,20 +27,28 @@ interface ServeFlags {
   logRequests: boolean;
 }
 
-function parseBuckets(specs: string[]): Array<{ name: string; handler: HandlerName }> {
+function parseBuckets(specs: string[]): Array<{ name: string; handler: HandlerName; prefix: string }> {
   const list = specs.length ? specs : ['pulumi-state=pulumi'];
   const seen = new Set<string>();
   return list.map((spec) => {
-    const [name, handler, ...rest] = spec.split('=');
-    if (!name || !handler || rest.length || !(HANDLERS as readonly string[]).includes(handler)) {
+    const [name, target, ...rest] = spec.split('=');
+    const [handler, ...prefixParts] = (target ?? '').split(':');
+    const prefix = prefixParts.join(':').replace(/^\/+|\/+$/g, '');
+    if (
+      !name ||
+      !handler ||
+      rest.length ||
+      !(HANDLERS as readonly string[]).includes(handler) ||
+      (prefix && handler !== 'meltano')
+    ) {
       throw new UsageError(
         `--bucket "${spec}" is not NAME=HANDLER.`,
-        `Use e.g. --bucket pulumi-state=pulumi (handlers: ${HANDLERS.join(', ')}).`,
+        `Use e.g. --bucket pulumi-state=pulumi or --bucket meltano-state=meltano:state (handlers: ${HANDLERS.join(', ')}).`,
       );
     }
     if (seen.has(name)) throw new UsageError(`Bucket "${name}" is given twice.`, 'Give each bucket once.');
     seen.add(name);
-    return { name, handler: handler as HandlerName };
+    return { name, handler: handler as HandlerName, prefix };
   });
 }
 
@@ -115,7 +124,12 @@ export function register(program: Command, context: CommandContext): void {
         throw new UsageError('--max-object-mb must be between 1 and 1000.', 'A PostgreSQL bytea holds at most 1 GiB.');
       if (flags.secretKey) (context as { secrets?: string[] }).secrets?.push(flags.secretKey);
       const handlers: Record<string, BucketHandler> = {};
-      for (const b of buckets) handlers[b.name] = await pulumiHandler(context);
+      for (const b of buckets) {
+        handlers[b.name] =
+          b.handler === 'pulumi'
+            ? await pulumiHandler(context)
+            : createMeltanoBucketHandler({ storeOptions: { pool: await context.pool() }, prefix: b.prefix });
+      }
       context.onClose(async () => {
         for (const h of Object.values(handlers)) await h.close?.();
       });
@@ -137,19 +151,31 @@ export function register(program: Command, context: CommandContext): void {
         logger: flags.logRequests ? jsonStderrLogger : (record) => record.msg !== 'request' && jsonStderrLogger(record),
       });
       const o = context.output;
-      const first = buckets[0]!.name;
-      const login = `s3://${first}?endpoint=${gateway.url}&s3ForcePathStyle=true`;
+      const pulumiBucket = buckets.find((b) => b.handler === 'pulumi');
+      const login = pulumiBucket
+        ? `s3://${pulumiBucket.name}?endpoint=${gateway.url}&s3ForcePathStyle=true`
+        : undefined;
+      const meltanoBuckets = buckets
+        .filter((b) => b.handler === 'meltano')
+        .map((b) => ({ uri: `s3://${b.name}${b.prefix ? `/${b.prefix}` : ''}`, endpoint_url: gateway.url }));
       if (o.json) {
         o.emitJson({
           url: gateway.url,
-          buckets: buckets.map((b) => ({ name: b.name, handler: b.handler })),
+          buckets: buckets.map((b) => ({
+            name: b.name,
+            handler: b.handler,
+            ...(b.prefix ? { prefix: b.prefix } : {}),
+          })),
           pulumiLogin: login,
+          meltanoStateBackends: meltanoBuckets,
           authentication: flags.accessKey ? 'sigv4' : 'open',
         });
       } else {
         o.line(`pgstate serve: listening on ${gateway.url}`);
-        for (const b of buckets) o.line(`  bucket ${b.name} -> ${b.handler}`);
-        o.line(`  pulumi login '${login}'`);
+        for (const b of buckets) o.line(`  bucket ${b.name} -> ${b.handler}${b.prefix ? ` (prefix ${b.prefix})` : ''}`);
+        if (login) o.line(`  pulumi login '${login}'`);
+        for (const m of meltanoBuckets)
+          o.line(`  meltano state_backend: uri ${m.uri}, s3.endpoint_url ${m.endpoint_url}`);
         if (!flags.accessKey)
           o.line(
             '  no access keys: any signature is accepted (loopback only); set --access-key/--secret-key to require one',
@@ -162,6 +188,10 @@ export function register(program: Command, context: CommandContext): void {
   withExamples(serve, [
     ['pgstate serve', 'bucket pulumi-state on http://127.0.0.1:9000, pgstate’s own PostgreSQL'],
     ['pgstate serve --url "$DATABASE_URL" --listen-port 9100 --bucket state=pulumi', 'a named bucket on another port'],
+    [
+      'pgstate serve --bucket pulumi-state=pulumi --bucket meltano=meltano:state',
+      'Pulumi and Meltano (s3://meltano/state)',
+    ],
     [
       'PGSTATE_S3_ACCESS_KEY_ID=k PGSTATE_S3_SECRET_ACCESS_KEY=s pgstate serve --listen-host 0.0.0.0',
       'listen beyond loopback (keys required)',
