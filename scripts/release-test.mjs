@@ -63,6 +63,9 @@ function copyWorkspace(target) {
 }
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'pgstate-release-'));
+// The CLI smoke runs pgstate's own PostgreSQL from the consumer's node_modules as the postgres OS user (we may be
+// root): it must be able to enter this directory, which mkdtemp creates private.
+fs.chmodSync(work, 0o755);
 let registry;
 let cluster;
 try {
@@ -187,7 +190,7 @@ try {
       }
     } catch (error) {
       failures.push(
-        `${manifest.name}: ${(error.stderr || error.message || String(error)).toString().trim().split('\n').slice(-5).join(' | ')}`,
+        `${manifest.name}: ${(error.stderr || error.message || String(error)).toString().trim().split('\n').slice(-12).join(' | ')}`,
       );
     }
   }

@@ -120,6 +120,25 @@ async function runAsServerUser(binary: string, args: string[], cwd?: string): Pr
   }
 }
 
+/**
+ * As root we run the server as `postgres`, which must be able to walk down to the data directory. A private parent
+ * (root's 0700 home, a mkdtemp directory) would otherwise surface later as a puzzling initdb "permission denied".
+ */
+function assertServerUserCanReach(dir: string): void {
+  if (!isRoot) return;
+  try {
+    execFileSync('runuser', ['-u', 'postgres', '--', 'test', '-x', dir], { stdio: 'ignore' });
+  } catch {
+    throw new PgStateError(
+      'BAD_SETTING',
+      `The PostgreSQL data directory's parent ${dir} cannot be entered by the postgres OS user.`,
+      {
+        fix: 'PostgreSQL refuses to run as root, so pgstate runs it as postgres: choose a location it can reach (e.g. PGSTATE_HOME=/var/lib/pgstate), or allow it with chmod o+x on the parent directories.',
+      },
+    );
+  }
+}
+
 function chownToServerUser(target: string): void {
   if (isRoot) execFileSync('chown', ['-R', 'postgres:postgres', target]);
 }
@@ -139,6 +158,7 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   const passwordFile = path.join(baseDir, `${path.basename(dataDir)}.password`);
   fs.mkdirSync(baseDir, { recursive: true });
   if (isRoot) fs.chmodSync(baseDir, 0o755);
+  assertServerUserCanReach(baseDir);
   let password = options.password;
   if (!fs.existsSync(path.join(dataDir, 'PG_VERSION'))) {
     password ??= randomBytes(18).toString('base64url');

@@ -1,3 +1,6 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import pg from 'pg';
 import { expect, inject, test } from 'vitest';
 import { createPool, parseConnectionSettings } from '../src/index.js';
@@ -20,3 +23,24 @@ test('a pool from parsed settings reaches a fresh test database on a real server
   await check.end();
   expect(rowCount).toBe(0);
 });
+
+test.runIf(process.getuid?.() === 0)(
+  'as root, a data directory the postgres OS user cannot reach is a BAD_SETTING with a fix, not an initdb failure',
+  async () => {
+    const { findLocalInstallations, startCluster } = await import('../src/cluster.js');
+    const installation = findLocalInstallations()[0];
+    if (!installation) throw new Error('no local PostgreSQL binaries');
+    const privateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgstate-private-')); // mode 0700, owned by root
+    try {
+      await expect(
+        startCluster({ installation, dataDir: path.join(privateDir, 'home', 'data') }),
+      ).rejects.toMatchObject({
+        code: 'BAD_SETTING',
+        fix: expect.stringContaining('PGSTATE_HOME'),
+      });
+      expect(fs.existsSync(path.join(privateDir, 'home', 'data', 'PG_VERSION'))).toBe(false);
+    } finally {
+      fs.rmSync(privateDir, { recursive: true, force: true });
+    }
+  },
+);
