@@ -23,6 +23,8 @@ export interface RunOptions {
   /** Suite files (globs relative to apps/conformance); default suites/**\/*.conformance.ts. */
   include?: string[];
   workers?: number;
+  /** The Node.js binary the suites run under (default: this process's). */
+  node?: { binary: string; version: string };
   /** Where vitest output per version is kept. */
   logDir: string;
   print(line: string): void;
@@ -75,7 +77,7 @@ function runVitest(
     PGSTATE_CONFORMANCE_WORKERS: String(options.workers ?? 3),
   };
   if (options.include) env.PGSTATE_CONFORMANCE_INCLUDE = options.include.join(',');
-  const child = spawn(process.execPath, [vitest, 'run', '-c', 'vitest.suites.config.ts'], {
+  const child = spawn(options.node?.binary ?? process.execPath, [vitest, 'run', '-c', 'vitest.suites.config.ts'], {
     cwd: APP_DIR,
     env,
     stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
@@ -217,7 +219,7 @@ export async function runConformance(options: RunOptions): Promise<Report> {
       startedAt: startedAt.toISOString(),
       finishedAt: new Date().toISOString(),
       mode: options.ci ? 'ci' : 'matrix',
-      node: process.version,
+      node: options.node?.version ?? process.version,
       provisioning,
       versions,
       cells: [...cells.values()].sort((a, b) => order(a).localeCompare(order(b))),
