@@ -16,16 +16,11 @@ import {
   type PutConditions,
   parseConnectionSettings,
 } from '@pgstate/core';
+import { migrate } from '@pgstate/schema';
 import type pg from 'pg';
 import { compareKeys, prefixUpperBound, validateKey, validatePrefix } from './keys.js';
 import { type Compression, decompressBytes, summarizeCheckpoint } from './summary.js';
-import {
-  DEFAULT_TABLE,
-  type PulumiLayout,
-  type PulumiTableNames,
-  pulumiTableNames,
-  pulumiTablesDdl,
-} from './tables.js';
+import { DEFAULT_TABLE, type PulumiLayout, type PulumiTableNames, pulumiTableNames } from './tables.js';
 
 /** URL query parameters this package understands (never sent to the server). */
 export const PULUMI_URL_PARAMS = ['table', 'schema', 'layout', 'key_prefix'] as const;
@@ -43,8 +38,15 @@ export interface PulumiBlobStoreOptions {
    * `pulumi login postgres://host/db` writes.
    */
   keyPrefix?: string;
-  /** Create missing tables on first use (default true). Without CREATE privilege, run `pgstate migrate` once. */
-  createTables?: boolean;
+  /**
+   * Run `migrate` from `@pgstate/schema` for this table on first use (default true). Up to date, it only reads
+   * the migration journal (no lock, no writes), so it works for a DML-only role and behind PgBouncer once an
+   * administrator ran `pgstate migrate`. With `false` nothing is checked: a missing table surfaces as
+   * MIGRATIONS_PENDING on the first query.
+   */
+  migrate?: boolean;
+  /** Schema of pgstate's migration journal, when not `pgstate` (as `pgstate migrate --internal-schema`). */
+  internalSchema?: string;
 }
 
 /** Stack checkpoint keys the index follows: `.pulumi/stacks/<project>/<stack>.json[.gz|.zst]`. */
@@ -79,7 +81,8 @@ export class PulumiBlobStore {
   readonly keyPrefix: string;
   readonly pool: pg.Pool;
   private readonly ownsPool: boolean;
-  private readonly createTables: boolean;
+  private readonly runMigrations: boolean;
+  private readonly internalSchema: string | undefined;
   private ready: Promise<void> | undefined;
   /** @internal SQL for the object size, the ETag and the raw bytes of row `t` joined with side row `o`. */
   readonly sizeSql: string;
@@ -124,7 +127,8 @@ export class PulumiBlobStore {
     }
     this.keyPrefix = keyPrefix ?? '';
     if (this.keyPrefix) validatePrefix(this.keyPrefix);
-    this.createTables = options.createTables ?? true;
+    this.runMigrations = options.migrate ?? true;
+    this.internalSchema = options.internalSchema;
     if (this.layout === 'seed') {
       this.bytesSql = 't.data';
       this.sizeSql = 'octet_length(t.data)';
@@ -139,32 +143,26 @@ export class PulumiBlobStore {
 
   // ---------------------------------------------------------------- setup
 
-  /** Creates the tables when missing (once per store), under an advisory lock so concurrent starts are safe. */
+  /**
+   * Brings this configuration's tables up to date once per store, with `@pgstate/schema`'s migrator (the only
+   * place that creates them): safe when many processes start at once, and a no-op without a lock when an
+   * administrator already migrated. With `migrate: false` it does nothing.
+   */
   ensureTables(): Promise<void> {
-    this.ready ??= this.createMissingTables().catch((error) => {
+    this.ready ??= this.migrateTables().catch((error) => {
       this.ready = undefined;
       throw error;
     });
     return this.ready;
   }
 
-  private async createMissingTables(): Promise<void> {
-    const { rows } = await this.pool
-      .query<{ missing: boolean }>(
-        'SELECT to_regclass($1) IS NULL OR to_regclass($2) IS NULL OR to_regclass($3) IS NULL AS missing',
-        [this.names.blobs, this.names.objects, this.names.stacks],
-      )
-      .catch(fail);
-    if (!rows[0]?.missing) return;
-    if (!this.createTables) {
-      throw new PgStateError('MIGRATIONS_PENDING', `The Pulumi tables for ${this.names.blobs} do not exist.`, {
-        fix: 'Run `pgstate migrate` (or create the store with createTables: true) as a role with CREATE privilege.',
-      });
-    }
-    await this.transaction(async (client) => {
-      await client.query("SELECT pg_advisory_xact_lock(hashtext('pgstate:pulumi:ddl'))");
-      for (const statement of pulumiTablesDdl(this.names)) await client.query(statement);
-    });
+  private async migrateTables(): Promise<void> {
+    if (!this.runMigrations) return;
+    await migrate(
+      this.pool,
+      { adapter: 'pulumi', layout: this.layout, schema: this.names.schema, table: this.names.table },
+      { internalSchema: this.internalSchema },
+    );
   }
 
   async close(): Promise<void> {
@@ -639,7 +637,7 @@ export function mapError(error: unknown, rethrow = false): PgStateError {
       });
     } else if (e?.code === '42P01') {
       mapped = new PgStateError('MIGRATIONS_PENDING', `A Pulumi table is missing: ${message}`, {
-        fix: 'Run `pgstate migrate`.',
+        fix: 'Run `pgstate migrate --adapter pulumi` (with --table/--schema as configured) as a role that may create tables.',
         cause: error,
       });
     } else if (e?.code && /^(ECONN|ENOTFOUND|ETIMEDOUT|EHOSTUNREACH|57P0|08)/.test(e.code)) {

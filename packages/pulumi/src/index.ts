@@ -28,10 +28,4 @@ export {
   validateName,
 } from './state-store.js';
 export { type CheckpointSummary, type Compression, decompressBytes, summarizeCheckpoint } from './summary.js';
-export {
-  DEFAULT_TABLE,
-  type PulumiLayout,
-  type PulumiTableNames,
-  pulumiTableNames,
-  pulumiTablesDdl,
-} from './tables.js';
+export { DEFAULT_SCHEMA, DEFAULT_TABLE, type PulumiLayout, type PulumiTableNames, pulumiTableNames } from './tables.js';

@@ -287,10 +287,11 @@ describe('layouts on disk', () => {
     expect(rows).toEqual([{ key: 'x' }]);
   });
 
-  it('without CREATE privilege and createTables: false, a missing table is MIGRATIONS_PENDING', async () => {
-    const store = new Store({ connection: db.url, table: 'never_created', createTables: false });
+  it('with migrate: false nothing is created: a missing table is MIGRATIONS_PENDING', async () => {
+    const store = new Store({ connection: db.url, table: 'never_created', migrate: false });
     stores.push(store);
     await expect(store.head('x')).rejects.toMatchObject({ code: 'MIGRATIONS_PENDING' });
+    expect(await rawQuery("SELECT to_regclass('public.never_created') AS t")).toEqual([{ t: null }]);
   });
 });
 

@@ -8,11 +8,11 @@ import {
 } from './meltano.js';
 import { SCHEMA_PLACEHOLDER, TABLE_PLACEHOLDER } from './names.js';
 import { powersyncTables } from './powersync.js';
-import { PULUMI_DEFAULT_SCHEMA, PULUMI_DEFAULT_TABLE, pulumiStateTable } from './pulumi.js';
+import { PULUMI_DEFAULT_SCHEMA, PULUMI_DEFAULT_TABLE, pulumiTables } from './pulumi.js';
 
 /** What to migrate: one adapter configuration. Omitted names take the adapter's defaults. */
 export type MigrationTarget =
-  | { adapter: 'pulumi'; schema?: string; table?: string }
+  | { adapter: 'pulumi'; schema?: string; table?: string; layout?: 'seed' | 'native' }
   | { adapter: 'meltano'; layout: 'seed' | 'plugin' | 'systemdb'; schema?: string; table?: string }
   | { adapter: 'powersync'; schema?: string }
   | { adapter: 'internal'; schema?: string };
@@ -43,7 +43,15 @@ export function resolveTarget(target: MigrationTarget): ResolvedTarget {
     case 'pulumi': {
       const schema = validateIdentifier(target.schema ?? PULUMI_DEFAULT_SCHEMA, 'schema name');
       const table = validateIdentifier(target.table ?? PULUMI_DEFAULT_TABLE, 'table name');
-      return withTable('pulumi', 'pulumi', schema, table, () => ({ state: pulumiStateTable({ schema, table }) }));
+      // The native layout (Pulumi's own `postgres://` table) is its own set and configuration: same side tables.
+      const layout = target.layout ?? 'seed';
+      if (layout !== 'seed' && layout !== 'native') {
+        throw new PgStateError('BAD_SETTING', `Unknown Pulumi layout ${JSON.stringify(String(layout)).slice(0, 60)}.`, {
+          fix: 'Use layout "seed" (the default) or "native" (the table of `pulumi login postgres://`).',
+        });
+      }
+      const set = layout === 'native' ? 'pulumi-native' : 'pulumi';
+      return withTable(set, set, schema, table, () => pulumiTables({ schema, table, layout }));
     }
     case 'meltano': {
       const schema = validateIdentifier(target.schema ?? MELTANO_DEFAULT_SCHEMA, 'schema name');

@@ -59,16 +59,18 @@ it('8 OS processes migrating one fresh database at once all succeed; each migrat
     'internal:pgstate 0000_init',
     'meltano-seed:public 0000_init',
     'pulumi:public.pulumi_state 0000_init',
+    'pulumi:public.pulumi_state 0001_side_tables',
   ]);
 
   const pool = new pg.Pool({ connectionString: db.url });
   pool.on('connect', (c) => c.on('error', () => {})); // DROP DATABASE ... WITH (FORCE) may race a closing client
   try {
-    const { rows } = await pool.query('SELECT config, migration FROM pgstate.migrations ORDER BY config');
+    const { rows } = await pool.query('SELECT config, migration FROM pgstate.migrations ORDER BY config, migration');
     expect(rows).toEqual([
       { config: 'internal:pgstate', migration: '0000_init' },
       { config: 'meltano-seed:public', migration: '0000_init' },
       { config: 'pulumi:public.pulumi_state', migration: '0000_init' },
+      { config: 'pulumi:public.pulumi_state', migration: '0001_side_tables' },
     ]);
     const tables = await pool.query(
       "SELECT tablename FROM pg_tables WHERE schemaname IN ('public', 'pgstate') ORDER BY tablename",
@@ -79,6 +81,8 @@ it('8 OS processes migrating one fresh database at once all succeed; each migrat
       'meltano_state_locks',
       'migrations',
       'pulumi_state',
+      'pulumi_state_objects',
+      'pulumi_state_stacks',
     ]);
   } finally {
     await pool.end();
@@ -118,13 +122,16 @@ it('a migrator killed mid-migration leaves no lock and no partial state; the nex
     expect(partial.rows[0].t).toBeNull();
 
     const result = await migrate(pool, { adapter: 'pulumi', schema: 'crash' }, { lockTimeoutMs: 30_000 });
-    expect(result.applied.map((m) => m.config)).toEqual(['pulumi:crash.pulumi_state']);
+    expect(result.applied.map((m) => `${m.config} ${m.migration}`)).toEqual([
+      'pulumi:crash.pulumi_state 0000_init',
+      'pulumi:crash.pulumi_state 0001_side_tables',
+    ]);
     const { rows } = await pool.query(
       "SELECT count(*)::int AS n FROM pgstate.migrations WHERE config = 'pulumi:crash.pulumi_state'",
     );
-    expect(rows[0].n).toBe(1);
+    expect(rows[0].n).toBe(2);
     const cols = await pool.query(
-      "SELECT column_name FROM information_schema.columns WHERE table_schema = 'crash' ORDER BY ordinal_position",
+      "SELECT column_name FROM information_schema.columns WHERE table_schema = 'crash' AND table_name = 'pulumi_state' ORDER BY ordinal_position",
     );
     expect(cols.rows.map((r) => r.column_name)).toEqual(['key', 'data', 'updated_at']);
   } finally {

@@ -60,6 +60,8 @@ it('grants exactly USAGE + DML (and SELECT on the journal) to a runtime role', (
     'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE "pgstate"."leases" TO "app_rt"',
     'GRANT USAGE ON SCHEMA "public" TO "app_rt"',
     'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE "public"."pulumi_state" TO "app_rt"',
+    'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE "public"."pulumi_state_objects" TO "app_rt"',
+    'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE "public"."pulumi_state_stacks" TO "app_rt"',
   ]);
   expect(() => runtimeAccessSql(pulumi, 'app"; DROP ROLE postgres; --')).toThrow(
     expect.objectContaining({ code: 'INVALID_IDENTIFIER' }),

@@ -1,5 +1,8 @@
-// drizzle-kit input for drizzle/pulumi: the seed table under placeholder names (see names.ts).
+// drizzle-kit input for drizzle/pulumi: the seed table and pgstate's side tables under placeholder names.
 import { SCHEMA_PLACEHOLDER, TABLE_PLACEHOLDER } from '../names.js';
-import { pulumiStateTable } from '../pulumi.js';
+import { pulumiObjectsTable, pulumiStacksTable, pulumiStateTable } from '../pulumi.js';
 
-export const pulumiState = pulumiStateTable({ schema: SCHEMA_PLACEHOLDER, table: TABLE_PLACEHOLDER });
+const names = { schema: SCHEMA_PLACEHOLDER, table: TABLE_PLACEHOLDER };
+export const pulumiState = pulumiStateTable(names);
+export const pulumiObjects = pulumiObjectsTable(names);
+export const pulumiStacks = pulumiStacksTable(names);
