@@ -1,0 +1,212 @@
+// @pgstate/meltano on every lane, plus stock Meltano 4.4 (from PyPI, in a venv outside the repo) in two peer lanes:
+// through the S3 gateway (no Python plugin), and on its own system database next to pgstate's systemdb layout.
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { createMeltanoBucketHandler, type MeltanoLayout, MeltanoStateStore } from '@pgstate/meltano';
+import { createS3Gateway } from '@pgstate/s3-gateway';
+import { migrate } from '@pgstate/schema';
+import type pg from 'pg';
+import { expect } from 'vitest';
+import { defineConformance, type LaneTarget } from '../../src/kit.js';
+
+const run = promisify(execFile);
+const VENV = path.join(
+  process.env.PGSTATE_PEERS_DIR ?? path.join(os.homedir(), '.cache', 'pgstate-peers'),
+  'meltano-venv',
+);
+const MELTANO = path.join(VENV, 'bin', 'meltano');
+const needMeltano = () =>
+  fs.existsSync(MELTANO) ? undefined : `meltano is not installed in ${VENV} (run scripts/peers/meltano.sh)`;
+
+const S = (bookmarks: Record<string, number>) => ({ singer_state: { bookmarks } });
+const SEED_LAYOUTS: MeltanoLayout[] = ['seed', 'plugin', 'systemdb'];
+const STORE_LANES = ['direct', 'pgbouncer', 'least-privilege', 'tls-verify-full'];
+
+/** A throwaway Meltano project; `env` carries the state backend settings. */
+function meltanoProject(env: Record<string, string>) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgstate-meltano-'));
+  fs.writeFileSync(
+    path.join(dir, 'meltano.yml'),
+    'default_environment: dev\nproject_id: pgstate-conformance\nenvironments:\n- name: dev\n',
+  );
+  const fullEnv = {
+    ...process.env,
+    MELTANO_SEND_ANONYMOUS_USAGE_STATS: 'false',
+    MELTANO_DISABLE_TRACKING: 'true',
+    MELTANO_CLI_LOG_LEVEL: 'warning',
+    ...env,
+  };
+  return {
+    dir,
+    /** Runs `meltano state ...` asynchronously (the gateway lives in this process). */
+    async state(...args: string[]): Promise<string> {
+      const { stdout } = await run(MELTANO, ['state', ...args], { cwd: dir, env: fullEnv, timeout: 120_000 });
+      return stdout.trim();
+    },
+    cleanup: () => fs.rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+function storeFor(lane: LaneTarget, layout: MeltanoLayout, schema?: string): MeltanoStateStore {
+  return new MeltanoStateStore({ url: lane.url, ...lane.fields, layout, schema: schema ?? `mel_${layout}` });
+}
+
+defineConformance<MeltanoStateStore, { rows(table: string): Promise<Record<string, unknown>[]> }>({
+  adapter: '@pgstate/meltano',
+  lanes: [
+    'direct',
+    'pgbouncer',
+    'least-privilege',
+    'tls-verify-full',
+    { name: 'meltano-s3', via: 'direct', requires: needMeltano },
+    { name: 'meltano-systemdb', via: 'direct', requires: needMeltano },
+  ],
+  async setup(admin: pg.Pool, lane: LaneTarget) {
+    // As an administrator would: every layout migrated in its own schema (the systemdb lane lets Meltano create
+    // its own system database tables instead).
+    if (lane.lane === 'meltano-systemdb') return;
+    for (const layout of SEED_LAYOUTS) {
+      await admin.query(`CREATE SCHEMA IF NOT EXISTS mel_${layout}`);
+      await migrate(admin, { adapter: 'meltano', layout, schema: `mel_${layout}` });
+    }
+  },
+  create: (lane) => storeFor(lane, 'seed'),
+  close: (store) => store.close(),
+  probes: (admin) => ({
+    rows: async (table) => (await admin.query(`SELECT * FROM ${table} ORDER BY state_id`)).rows,
+  }),
+  tests({ test }) {
+    for (const layout of SEED_LAYOUTS) {
+      test(
+        `${layout}: set / merge / get / list / copy / move / clear / export / import`,
+        async ({ lane, probes, onCleanup }) => {
+          const store = storeFor(lane, layout);
+          onCleanup(() => store.close());
+          const table = layout === 'seed' ? `mel_${layout}.meltano_state` : `mel_${layout}.state`;
+          await store.set('dev:tap_a-to-t', S({ a: 1 }));
+          await store.merge('dev:tap_a-to-t', S({ b: 2 }));
+          await store.set('dev:tapXa-to-t', S({ x: 1 }));
+          expect((await store.get('dev:tap_a-to-t'))?.merged).toEqual(S({ a: 1, b: 2 }));
+          expect(await store.list('dev:tap_a*')).toEqual(['dev:tap_a-to-t']);
+          await store.copy('dev:tap_a-to-t', 'copy');
+          await store.move('copy', 'moved');
+          expect(await store.list()).toEqual(['dev:tapXa-to-t', 'dev:tap_a-to-t', 'moved']);
+          const exported = await store.export();
+          expect(await store.clear('moved')).toBe(true);
+          expect(await store.clearAll()).toBe(2);
+          expect(await store.import(JSON.stringify(exported))).toBe(3);
+          const rows = await probes.rows(table);
+          expect(rows.map((r) => r.state_id)).toEqual(['dev:tapXa-to-t', 'dev:tap_a-to-t', 'moved']);
+          await expect(store.set('bad', '{"singer_state": ')).rejects.toMatchObject({ code: 'INVALID_INPUT' });
+          expect((await probes.rows(table)).length).toBe(3);
+        },
+        { lanes: STORE_LANES },
+      );
+    }
+
+    test(
+      'seed: 16 processes x 25 merges through this lane lose no update',
+      async ({ lane, runProcesses, admin }) => {
+        const script = path.join(import.meta.dirname, 'merge-worker.mjs');
+        const results = await runProcesses(16, script, { args: (i) => [String(i), '25'] });
+        for (const r of results) expect(r.code, r.stderr).toBe(0);
+        const { rows } = await admin.query<{ partial_state: string }>(
+          `SELECT partial_state FROM mel_seed.meltano_state WHERE state_id = 'dev:concurrent'`,
+        );
+        const bookmarks = JSON.parse(rows[0]?.partial_state ?? '{}').singer_state.bookmarks;
+        expect(Object.keys(bookmarks)).toHaveLength(16 * 25);
+        expect(lane.lane).toBeTruthy();
+      },
+      { lanes: ['direct', 'pgbouncer', 'least-privilege'], timeout: 300_000 },
+    );
+
+    test(
+      'plugin: acquireLock reports that transaction pooling breaks session advisory locks',
+      async ({ lane, onCleanup }) => {
+        const store = storeFor(lane, 'plugin');
+        onCleanup(() => store.close());
+        await expect(store.acquireLock('dev:x')).rejects.toMatchObject({ code: 'BAD_SETTING' });
+        // Writes still work: they lock with a transaction-scoped advisory lock.
+        await store.merge('dev:x', S({ a: 1 }));
+        expect((await store.get('dev:x'))?.merged).toEqual(S({ a: 1 }));
+      },
+      { lanes: ['pgbouncer'] },
+    );
+
+    test(
+      'stock Meltano through the S3 gateway: state lands in meltano_state, locks are real rows',
+      async ({ lane, admin, probes, onCleanup }) => {
+        const store = storeFor(lane, 'seed');
+        onCleanup(() => store.close());
+        const gateway = await createS3Gateway({
+          buckets: { meltano: createMeltanoBucketHandler({ store, prefix: 'state' }) },
+          credentials: [{ accessKeyId: 'AKIDPGSTATEMELTANO', secretAccessKey: 'meltano-conformance-secret' }],
+          uploads: { pool: admin },
+          logger: false,
+        });
+        onCleanup(() => gateway.close());
+        const project = meltanoProject({
+          MELTANO_STATE_BACKEND_URI: 's3://meltano/state',
+          MELTANO_STATE_BACKEND_S3_ENDPOINT_URL: gateway.url,
+          MELTANO_STATE_BACKEND_S3_AWS_ACCESS_KEY_ID: 'AKIDPGSTATEMELTANO',
+          MELTANO_STATE_BACKEND_S3_AWS_SECRET_ACCESS_KEY: 'meltano-conformance-secret',
+          AWS_DEFAULT_REGION: 'us-east-1',
+        });
+        onCleanup(project.cleanup);
+        const id = 'dev:tap-github-to-target-postgres';
+        await project.state('set', '--force', id, JSON.stringify(S({ issues: 1 })));
+        await project.state('merge', id, JSON.stringify(S({ pulls: 2 })));
+        expect(await store.get(id)).toMatchObject({ completed: S({ issues: 1 }), partial: S({ pulls: 2 }) });
+        expect(JSON.parse(await project.state('get', id))).toEqual(S({ issues: 1, pulls: 2 }));
+        // What pgstate writes, Meltano reads.
+        await store.merge(id, S({ commits: 3 }));
+        expect(JSON.parse(await project.state('get', id))).toEqual(S({ issues: 1, pulls: 2, commits: 3 }));
+        await project.state('copy', '--force', id, 'dev:copy');
+        await project.state('move', '--force', 'dev:copy', 'dev:moved');
+        expect((await project.state('list')).split('\n').sort()).toEqual(['dev:moved', id]);
+        expect(await store.list()).toEqual(['dev:moved', id]);
+        expect((await store.get('dev:moved'))?.completed).toEqual(S({ issues: 1, pulls: 2, commits: 3 }));
+        await project.state('clear', '--force', 'dev:moved');
+        expect(await store.get('dev:moved')).toBeNull();
+
+        // A concurrent pair of merges: with real locks (atomic lock-file PUT) neither update is lost.
+        await Promise.all([
+          project.state('merge', id, JSON.stringify(S({ left: 1 }))),
+          project.state('merge', id, JSON.stringify(S({ right: 1 }))),
+        ]);
+        expect((await store.get(id))?.merged).toEqual(S({ issues: 1, pulls: 2, commits: 3, left: 1, right: 1 }));
+        // Every lock file was released: no lock rows left.
+        expect(await probes.rows('mel_seed.meltano_state_locks')).toEqual([]);
+      },
+      { lanes: ['meltano-s3'], timeout: 600_000 },
+    );
+
+    test(
+      "Meltano's systemdb: what meltano writes, the systemdb layout reads, and the other way round",
+      async ({ lane, onCleanup }) => {
+        const uri = new URL(lane.url);
+        uri.protocol = 'postgresql+psycopg:';
+        uri.searchParams.delete('sslmode');
+        const project = meltanoProject({ MELTANO_DATABASE_URI: uri.toString() });
+        onCleanup(project.cleanup);
+        const id = 'dev:tap-a-to-target-b';
+        await project.state('set', '--force', id, JSON.stringify(S({ a: 1 })));
+        await project.state('merge', id, JSON.stringify(S({ b: 2 })));
+        const store = storeFor(lane, 'systemdb', 'public');
+        onCleanup(() => store.close());
+        expect(await store.get(id)).toMatchObject({ completed: S({ a: 1 }), partial: S({ b: 2 }) });
+        await store.merge(id, S({ c: 3 }));
+        await store.set('dev:from-pgstate', '{"singer_state": {"bookmarks": {"big": 12345678901234567890}}}');
+        expect(await project.state('get', id)).toBe('{"singer_state":{"bookmarks":{"a":1,"b":2,"c":3}}}');
+        expect(await project.state('get', 'dev:from-pgstate')).toBe(
+          '{"singer_state":{"bookmarks":{"big":12345678901234567890}}}',
+        );
+        expect((await project.state('list')).split('\n').sort()).toEqual(['dev:from-pgstate', id]);
+      },
+      { lanes: ['meltano-systemdb'], timeout: 600_000 },
+    );
+  },
+});
