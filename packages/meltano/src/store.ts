@@ -141,14 +141,7 @@ export class MeltanoStateStore {
 
   /** State ids matching a glob (`*`, `?`; `_` and `%` are literal), in byte order. */
   async list(pattern?: string): Promise<string[]> {
-    const { like, matchesAll } = globToLike(pattern);
-    const { rows } = await this.#pool.query<{ state_id: string }>(
-      matchesAll
-        ? `SELECT state_id FROM ${this.config.stateTable} ORDER BY state_id COLLATE "C"`
-        : `SELECT state_id FROM ${this.config.stateTable} WHERE state_id COLLATE "C" LIKE $1 ESCAPE '\\'
-           ORDER BY state_id COLLATE "C"`,
-      matchesAll ? [] : [like],
-    );
+    const { rows } = await this.#pool.query<{ state_id: string }>(listQuery(this.config.stateTable, pattern));
     return rows.map((r) => r.state_id);
   }
 
@@ -423,6 +416,19 @@ export class MeltanoStateStore {
       client.release();
     }
   }
+}
+
+/**
+ * `list`'s SQL. `state_id COLLATE "C"` matches the layouts' `<table>_state_id_c_idx` index, so a pattern with a
+ * literal prefix (`dev:*`) is an index range scan whatever the database collation, and the order is byte order.
+ */
+export function listQuery(stateTable: string, pattern?: string): pg.QueryConfig {
+  const { like, matchesAll } = globToLike(pattern);
+  if (matchesAll) return { text: `SELECT state_id FROM ${stateTable} ORDER BY state_id COLLATE "C"`, values: [] };
+  return {
+    text: `SELECT state_id FROM ${stateTable} WHERE state_id COLLATE "C" LIKE $1 ESCAPE '\\' ORDER BY state_id COLLATE "C"`,
+    values: [like],
+  };
 }
 
 function toView(stateId: string, row: Row): MeltanoStateView {

@@ -3,6 +3,7 @@ import { createTestDatabase } from '@pgstate/core/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, test } from 'vitest';
 import { type JsonObject, type MeltanoStateStore, meltanoAdvisoryKey } from '../src/index.js';
+import { listQuery } from '../src/store.js';
 import { LAYOUTS, openStore } from './helpers.js';
 
 let db: Awaited<ReturnType<typeof createTestDatabase>>;
@@ -32,6 +33,37 @@ const S = (bookmarks: JsonObject): JsonObject => ({ singer_state: { bookmarks } 
 test('advisory keys are exactly the upstream plugin keys', () => {
   expect(meltanoAdvisoryKey('dev:tap-github-to-target-postgres')).toBe(2128584585411889108n);
   expect(meltanoAdvisoryKey('lock_test_job')).toBe(-8280139718495167346n);
+});
+
+test('under a non-C database collation (ICU en-US) list still uses the index and returns byte order', async () => {
+  const admin = new pg.Client({ connectionString: inject('pgUrl') });
+  await admin.connect();
+  const name = `meltano_icu_${process.pid}`;
+  await admin.query(`DROP DATABASE IF EXISTS ${name}`);
+  await admin.query(
+    `CREATE DATABASE ${name} TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'`,
+  );
+  const url = new URL(db.url);
+  url.pathname = `/${name}`;
+  const store = await openStore(url.toString(), 'seed');
+  try {
+    await store.pool.query(
+      `INSERT INTO mel_seed.meltano_state (state_id) SELECT 'dev:tap-' || g || '-to-t' FROM generate_series(1, 5000) g`,
+    );
+    await store.pool.query("INSERT INTO mel_seed.meltano_state (state_id) VALUES ('dev:tap-7a'), ('dev:tap-7B')");
+    await store.pool.query('ANALYZE mel_seed.meltano_state');
+    const query = listQuery(store.config.stateTable, 'dev:tap-7*');
+    const plan = await store.pool.query(`EXPLAIN ${query.text}`, query.values);
+    const text = plan.rows.map((r) => r['QUERY PLAN']).join('\n');
+    expect(text).toMatch(/Index (Only )?Scan (using|on) meltano_state_state_id_c_idx/);
+    expect(text).not.toMatch(/Seq Scan/);
+    const ids = await store.list('dev:tap-7?');
+    expect(ids).toEqual(['dev:tap-7B', 'dev:tap-7a']); // byte order; en-US would put "7a" first
+  } finally {
+    await store.close();
+    await admin.query(`DROP DATABASE ${name} WITH (FORCE)`);
+    await admin.end();
+  }
 });
 
 describe.each(LAYOUTS)('%s layout', (layout) => {
@@ -150,6 +182,21 @@ describe.each(LAYOUTS)('%s layout', (layout) => {
     expect(await store.list('dev:tap?a-to-t')).toEqual(['dev:tapXa-to-t', 'dev:tap_a-to-t']);
     expect(await store.list('*:tap_a-to-t')).toEqual(['dev:tap_a-to-t', 'prod:tap_a-to-t']);
     expect(await store.list('nothing*')).toEqual([]);
+  });
+
+  test('list(pattern) is a range scan on the byte-order index, not a sequential scan', async () => {
+    await sql.query(
+      `INSERT INTO ${table()} (state_id) SELECT 'dev:tap-' || g || '-to-t' FROM generate_series(1, 5000) g`,
+    );
+    await sql.query(`ANALYZE ${table()}`);
+    const query = listQuery(store.config.stateTable, 'dev:tap-12_*');
+    const plan = await sql.query(`EXPLAIN ${query.text}`, query.values);
+    const text = plan.rows.map((r) => r['QUERY PLAN']).join('\n');
+    expect(text).toMatch(/Index (Only )?Scan (using|on) \w+_state_id_c_idx/);
+    expect(text).not.toMatch(/Seq Scan/);
+    // The literal `_` is not a wildcard: only ids that really start with "dev:tap-12_".
+    await sql.query(`INSERT INTO ${table()} (state_id) VALUES ('dev:tap-12_x')`);
+    expect(await store.list('dev:tap-12_*')).toEqual(['dev:tap-12_x']);
   });
 
   test('copy, move, clear, clearAll', async () => {

@@ -1,8 +1,14 @@
-import { text, timestamp, varchar } from 'drizzle-orm/pg-core';
+import { sql } from 'drizzle-orm';
+import { index, text, timestamp, varchar } from 'drizzle-orm/pg-core';
 import { schemaFor, tableName } from './names.js';
 
 export const MELTANO_DEFAULT_SCHEMA = 'public';
 export const MELTANO_DEFAULT_STATE_TABLE = 'state';
+/**
+ * Byte-order index on the state id: `state_id COLLATE "C" LIKE 'prefix%'` (glob listings) and
+ * `ORDER BY state_id COLLATE "C"` (S3 listings, export pages) use it under any database collation.
+ */
+const STATE_ID_C_INDEX_SUFFIX = '_state_id_c_idx';
 
 export interface MeltanoSeedNames {
   /** Default `public` (the seed takes it from the URL path `/database/schema`). */
@@ -15,12 +21,16 @@ export interface MeltanoSeedNames {
  */
 export function meltanoSeedTables(names: MeltanoSeedNames = {}) {
   const schema = schemaFor(names.schema ?? MELTANO_DEFAULT_SCHEMA);
-  const state = schema.table('meltano_state', {
-    stateId: varchar('state_id', { length: 900 }).primaryKey(),
-    partialState: text('partial_state'),
-    completedState: text('completed_state'),
-    updatedAt: timestamp('updated_at').defaultNow(),
-  });
+  const state = schema.table(
+    'meltano_state',
+    {
+      stateId: varchar('state_id', { length: 900 }).primaryKey(),
+      partialState: text('partial_state'),
+      completedState: text('completed_state'),
+      updatedAt: timestamp('updated_at').defaultNow(),
+    },
+    (t) => [index(`meltano_state${STATE_ID_C_INDEX_SUFFIX}`).using('btree', sql`${t.stateId} COLLATE "C"`)],
+  );
   const locks = schema.table('meltano_state_locks', {
     stateId: varchar('state_id', { length: 900 }).primaryKey(),
     lockedAt: timestamp('locked_at').defaultNow(),
@@ -45,14 +55,18 @@ export interface MeltanoStateTableNames {
 /** The one-table `state` layout shared by the upstream postgresql plugin and Meltano's systemdb. */
 export function meltanoStateTable(names: MeltanoStateTableNames = {}) {
   const schema = schemaFor(names.schema ?? MELTANO_DEFAULT_SCHEMA);
-  const table = tableName(names.table ?? MELTANO_DEFAULT_STATE_TABLE);
+  const table = tableName(names.table ?? MELTANO_DEFAULT_STATE_TABLE, STATE_ID_C_INDEX_SUFFIX.length);
   const updatedAt = timestamp('updated_at');
-  return schema.table(table, {
-    stateId: varchar('state_id', { length: 900 }).primaryKey(),
-    partialState: text('partial_state'),
-    completedState: text('completed_state'),
-    updatedAt: names.layout === 'systemdb' ? updatedAt : updatedAt.defaultNow(),
-  });
+  return schema.table(
+    table,
+    {
+      stateId: varchar('state_id', { length: 900 }).primaryKey(),
+      partialState: text('partial_state'),
+      completedState: text('completed_state'),
+      updatedAt: names.layout === 'systemdb' ? updatedAt : updatedAt.defaultNow(),
+    },
+    (t) => [index(`${table}${STATE_ID_C_INDEX_SUFFIX}`).using('btree', sql`${t.stateId} COLLATE "C"`)],
+  );
 }
 
 export type MeltanoSeedTables = ReturnType<typeof meltanoSeedTables>;

@@ -13,6 +13,7 @@ import {
   pulumiStateTable,
   resolveTarget,
 } from '../src/index.js';
+import { committedMigrations } from './committed.js';
 
 let db: Awaited<ReturnType<typeof createTestDatabase>>;
 let pool: pg.Pool;
@@ -163,6 +164,10 @@ describe('migrate', () => {
     const { locks } = meltanoSeedTables({ schema: 'meltano' });
     const [lock] = await drizzle(pool).select().from(locks);
     expect(lock!.expiresAt).toBeNull();
+    expect((await indexes('meltano', 'meltano_state')).map((i) => i.indexname)).toEqual([
+      'meltano_state_pkey',
+      'meltano_state_state_id_c_idx',
+    ]);
   });
 
   it('adopts a Meltano `state` table that the Python side already created', async () => {
@@ -171,17 +176,39 @@ describe('migrate', () => {
       completed_state TEXT, updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP)`);
     await pool.query(`INSERT INTO py.state (state_id, completed_state) VALUES ('dev:x', '{"singer_state":{}}')`);
     const result = await migrate(pool, { adapter: 'meltano', layout: 'plugin', schema: 'py' });
-    expect(result.applied.map((m) => m.config)).toEqual(['meltano-plugin:py.state']);
+    expect(result.applied.map((m) => `${m.config} ${m.migration}`)).toEqual(
+      committedMigrations('meltano-plugin').map((m) => `meltano-plugin:py.state ${m}`),
+    );
     const rows = await drizzle(pool)
       .select()
       .from(meltanoStateTable({ schema: 'py' }));
     expect(rows.map((r) => r.completedState)).toEqual(['{"singer_state":{}}']);
+    // The adopted table gains the byte-order index that makes `list(pattern)` an index range scan.
+    expect(await indexes('py', 'state')).toEqual([
+      { indexname: 'state_pkey', indexdef: 'CREATE UNIQUE INDEX state_pkey ON py.state USING btree (state_id)' },
+      {
+        indexname: 'state_state_id_c_idx',
+        indexdef: 'CREATE INDEX state_state_id_c_idx ON py.state USING btree (state_id COLLATE "C")',
+      },
+    ]);
+    expect((await migrate(pool, { adapter: 'meltano', layout: 'plugin', schema: 'py' })).applied).toEqual([]);
+  });
+
+  it('adopts a Meltano `state` table that already has the pgstate index (a migrator that died after DDL, or made by hand)', async () => {
+    await pool.query('CREATE SCHEMA py2');
+    await pool.query(`CREATE TABLE py2.runs (state_id VARCHAR(900) PRIMARY KEY, partial_state TEXT,
+      completed_state TEXT, updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP)`);
+    await pool.query('CREATE INDEX runs_state_id_c_idx ON py2.runs (state_id COLLATE "C")');
+    const result = await migrate(pool, { adapter: 'meltano', layout: 'plugin', schema: 'py2', table: 'runs' });
+    expect(result.applied.map((m) => m.migration)).toEqual(committedMigrations('meltano-plugin'));
+    expect((await indexes('py2', 'runs')).map((i) => i.indexname)).toEqual(['runs_pkey', 'runs_state_id_c_idx']);
   });
 
   it('creates the systemdb layout without a server default on updated_at', async () => {
     await migrate(pool, { adapter: 'meltano', layout: 'systemdb', schema: 'sysdb', table: 'state' });
     const cols = await columns('sysdb', 'state');
     expect(cols.find((c) => c.column_name === 'updated_at')?.column_default).toBeNull();
+    expect((await indexes('sysdb', 'state')).map((i) => i.indexname)).toEqual(['state_pkey', 'state_state_id_c_idx']);
   });
 
   it('dry-run returns the SQL and writes nothing', async () => {
@@ -205,6 +232,7 @@ describe('migrate', () => {
       { adapter: 'powersync', schema: '' },
       { adapter: 'pulumi', table: 'a'.repeat(64) },
       { adapter: 'pulumi', table: 'a'.repeat(49) }, // its index name would pass 63 bytes
+      { adapter: 'meltano', layout: 'plugin', table: 'a'.repeat(49) }, // <table>_state_id_c_idx would too
     ] as const;
     for (const target of hostile) {
       await expect(migrate(pool, target), JSON.stringify(target)).rejects.toMatchObject({

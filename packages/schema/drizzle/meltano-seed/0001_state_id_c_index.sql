@@ -1,0 +1,1 @@
+CREATE INDEX "meltano_state_state_id_c_idx" ON "__PGSTATE_SCHEMA__"."meltano_state" USING btree ("state_id" COLLATE "C");

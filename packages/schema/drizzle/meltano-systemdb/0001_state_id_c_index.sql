@@ -1,0 +1,1 @@
+CREATE INDEX "__PGSTATE_TABLE___state_id_c_idx" ON "__PGSTATE_SCHEMA__"."__PGSTATE_TABLE__" USING btree ("state_id" COLLATE "C");
