@@ -1,4 +1,3 @@
-export { meltanoAdvisoryKey } from './advisory.js';
 export { createMeltanoBucketHandler, type MeltanoBucketOptions } from './bucket.js';
 export {
   MELTANO_LAYOUTS,

@@ -5,12 +5,20 @@
  *   A committed row carries `expires_at`; a holder renews it while alive, so a dead holder's row is taken over
  *   once it expires. Rows without `expires_at` (written by the Python plugin) count as stale after its 5 minutes.
  *   Every step is one statement, so it works behind PgBouncer in transaction mode.
- * - plugin / systemdb layouts: the upstream plugin's session advisory lock, on a dedicated connection.
+ * - plugin / systemdb layouts: the upstream plugin's session advisory lock (key and lock from `@pgstate/core`).
  */
 import { randomUUID } from 'node:crypto';
-import { PgStateError } from '@pgstate/core';
-import pg from 'pg';
-import { meltanoAdvisoryKey } from './advisory.js';
+import {
+  acquireAdvisoryLock as acquireSessionLock,
+  advisoryLockKey,
+  connectClient,
+  isPgStateError,
+  PgStateError,
+  type AdvisoryLock as SessionLock,
+  settingsOf,
+  toPgStateError,
+} from '@pgstate/core';
+import type pg from 'pg';
 
 export interface LockOptions {
   /** Upper bound between two attempts (Meltano's `lock_retry_seconds`, default 1). Attempts back off from 10 ms. */
@@ -132,10 +140,9 @@ export class RowLock implements MeltanoLock {
   }
 }
 
-/** Does this advisory key belong to a lock this backend holds? (pg_locks splits the int8 key in two oids.) */
-export const HOLDS_ADVISORY_SQL = `SELECT EXISTS (
-  SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid() AND objsubid = 1
-    AND classid::int8 = (($1::int8 >> 32) & 4294967295) AND objid::int8 = ($1::int8 & 4294967295)) AS held`;
+/** Which backend holds the granted session/transaction advisory lock on this int8 key (pg_locks splits it in two). */
+const ADVISORY_HOLDER_SQL = `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1
+    AND classid::int8 = (($1::int8 >> 32) & 4294967295) AND objid::int8 = ($1::int8 & 4294967295)`;
 
 function needsSessionPooling(): PgStateError {
   return new PgStateError(
@@ -147,103 +154,123 @@ function needsSessionPooling(): PgStateError {
   );
 }
 
+/** Two sessions of our own: dedicated connections when the pool came from `createPool`, else pooled ones. */
+async function session(pool: pg.Pool): Promise<{ client: pg.ClientBase; close: () => Promise<void> }> {
+  const settings = settingsOf(pool);
+  if (settings) {
+    const client = await connectClient(settings);
+    return { client, close: () => client.end().catch(() => {}) };
+  }
+  const client = await pool.connect().catch((error: unknown) => {
+    throw toPgStateError(error);
+  });
+  return { client, close: async () => client.release(true) };
+}
+
 /**
  * Detects transaction-mode pooling: with a direct or session-pooled connection the backend pid never changes, and
  * another connection never shares it. Behind transaction pooling, the other connection's open transaction takes the
  * backend we just used (poolers hand back the most recently used one), so one of the two checks trips.
  */
-export async function detectTransactionPooling(config: pg.ClientConfig, client: pg.Client): Promise<boolean> {
-  const pid = async (c: pg.Client) => (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
-  const first = await pid(client);
-  const other = new pg.Client(config);
-  other.on('error', () => {});
-  await other.connect();
+export async function detectTransactionPooling(pool: pg.Pool): Promise<boolean> {
+  const pid = async (c: pg.ClientBase) =>
+    (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
+  const a = await session(pool);
   try {
-    await other.query('BEGIN');
-    const otherPid = await pid(other);
-    const second = await pid(client);
-    await other.query('COMMIT');
-    return otherPid === first || second !== first;
+    const b = await session(pool);
+    try {
+      const first = await pid(a.client);
+      await b.client.query('BEGIN');
+      const otherPid = await pid(b.client);
+      const second = await pid(a.client);
+      await b.client.query('COMMIT');
+      return otherPid === first || second !== first;
+    } finally {
+      await b.close();
+    }
   } finally {
-    await other.end().catch(() => {});
+    await a.close();
   }
 }
 
 export interface AdvisoryLockContext {
-  clientConfig: pg.ClientConfig;
+  pool: pg.Pool;
   /** Cached pooling check (one probe per store). */
   poolingChecked: { value: Promise<boolean> | undefined };
 }
 
+/**
+ * The upstream plugin's session lock (`advisoryLockKey(stateId)`), taken with `@pgstate/core`'s
+ * `acquireAdvisoryLock` on a connection of its own, polling every `retrySeconds` like the plugin. The holder's
+ * backend pid is recorded so each write under the lock can check, in its own transaction, that it still holds.
+ */
 export async function acquireAdvisoryLock(
   ctx: AdvisoryLockContext,
   stateId: string,
   options: LockOptions,
 ): Promise<AdvisoryLock> {
-  const key = meltanoAdvisoryKey(stateId).toString();
+  const key = advisoryLockKey(stateId);
   const timeoutSeconds = options.timeoutSeconds ?? 30;
-  const client = new pg.Client(ctx.clientConfig);
-  const lock = new AdvisoryLock(client, stateId, key);
-  client.on('error', () => lock.markLost());
-  client.on('end', () => lock.markLost());
-  await client.connect();
+  ctx.poolingChecked.value ??= detectTransactionPooling(ctx.pool).catch((error: unknown) => {
+    ctx.poolingChecked.value = undefined; // a failed probe (server down) is retried next time
+    throw error;
+  });
+  if (await ctx.poolingChecked.value) throw needsSessionPooling();
+  let held: SessionLock;
   try {
-    ctx.poolingChecked.value ??= detectTransactionPooling(ctx.clientConfig, client);
-    if (await ctx.poolingChecked.value) throw needsSessionPooling();
-    // Waiting in the server's lock queue is fair and needs no polling; lock_timeout bounds it.
-    await client.query(`SET lock_timeout = ${Math.max(1, Math.round(timeoutSeconds * 1000))}`);
-    try {
-      await client.query('SELECT pg_advisory_lock($1::int8)', [key]);
-    } catch (error) {
-      if ((error as { code?: string }).code === '55P03') throw lockTimeoutError(stateId, timeoutSeconds, error);
-      throw error;
-    }
-    await client.query('RESET lock_timeout');
-    const { rows } = await client.query<{ held: boolean }>(HOLDS_ADVISORY_SQL, [key]);
-    if (rows[0]?.held !== true) throw needsSessionPooling();
-    return lock;
+    held = await acquireSessionLock(ctx.pool, key, {
+      timeoutMs: timeoutSeconds * 1000,
+      retryMs: Math.max(10, (options.retrySeconds ?? 1) * 1000),
+    });
   } catch (error) {
-    await client.end().catch(() => {});
+    if (isPgStateError(error) && error.code === 'LOCK_TIMEOUT') throw lockTimeoutError(stateId, timeoutSeconds, error);
+    throw error;
+  }
+  try {
+    const { rows } = await ctx.pool.query<{ pid: number }>(ADVISORY_HOLDER_SQL, [key.toString()]);
+    const pid = rows[0]?.pid;
+    if (pid === undefined) throw needsSessionPooling(); // granted, yet nobody holds it: the session is not ours
+    return new AdvisoryLock(held, stateId, pid);
+  } catch (error) {
+    await held.release().catch(() => {});
     throw error;
   }
 }
 
 export class AdvisoryLock implements MeltanoLock {
   readonly kind = 'advisory';
-  #lost = false;
   #released = false;
 
   constructor(
-    readonly client: pg.Client,
+    readonly held: SessionLock,
     readonly stateId: string,
-    readonly key: string,
+    /** Backend pid of the session holding the lock. */
+    readonly holderPid: number,
   ) {}
 
+  get key(): bigint {
+    return this.held.key;
+  }
+
   get lost(): boolean {
-    return this.#lost;
+    return !this.#released && this.held.lost;
   }
 
-  markLost(): void {
-    if (!this.#released) this.#lost = true;
-  }
-
-  /** Checks on the holding connection that the lock is still ours; throws LOCK_LOST otherwise. */
-  async verify(): Promise<void> {
+  /**
+   * Fencing for a write under this lock: run inside the write's transaction, it checks that the recorded session
+   * still holds the key (a dead connection's lock is gone, and someone else may hold it now). Throws LOCK_LOST.
+   */
+  async verify(client: pg.ClientBase): Promise<void> {
     if (this.#released) throw lockLostError(this.stateId, 'it was already released');
-    if (this.#lost) throw lockLostError(this.stateId, 'its connection was closed');
-    const { rows } = await this.client.query<{ held: boolean }>(HOLDS_ADVISORY_SQL, [this.key]);
-    if (rows[0]?.held !== true) throw lockLostError(this.stateId, 'the advisory lock is no longer held');
+    if (this.held.lost) throw lockLostError(this.stateId, 'its connection was closed');
+    const { rows } = await client.query<{ pid: number }>(ADVISORY_HOLDER_SQL, [this.key.toString()]);
+    if (rows[0]?.pid !== this.holderPid) throw lockLostError(this.stateId, 'the advisory lock is no longer held');
   }
 
   async release(): Promise<void> {
     if (this.#released) return;
     this.#released = true;
-    try {
-      if (!this.#lost) await this.client.query('SELECT pg_advisory_unlock($1::int8)', [this.key]);
-    } finally {
-      // Closing the session releases the lock even if the unlock failed.
-      await this.client.end().catch(() => {});
-    }
+    await this.held.release();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

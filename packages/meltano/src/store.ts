@@ -1,10 +1,9 @@
 /**
  * Meltano's state store contract (`StateStoreManager` + `StateService`) on PostgreSQL, in three table layouts.
  */
-import { createPool, PgStateError, poolConfig } from '@pgstate/core';
+import { advisoryLockKey, createPool, PgStateError } from '@pgstate/core';
 import { migrate } from '@pgstate/schema';
 import type pg from 'pg';
-import { meltanoAdvisoryKey } from './advisory.js';
 import {
   type MeltanoConnectionOptions,
   type MeltanoLayout,
@@ -15,7 +14,7 @@ import {
 import { globToLike } from './glob.js';
 import type { JsonObject } from './json.js';
 import {
-  type AdvisoryLock,
+  AdvisoryLock,
   type AdvisoryLockContext,
   acquireAdvisoryLock,
   acquireRowLock,
@@ -94,10 +93,7 @@ export class MeltanoStateStore {
     this.lockWaitSeconds = positive(options.lockWaitSeconds ?? 30, 'lockWaitSeconds');
     this.#pool = options.pool ?? createPool(this.config.settings);
     this.#ownsPool = options.pool === undefined;
-    const clientConfig: pg.ClientConfig = options.pool
-      ? (options.pool as unknown as { options: pg.ClientConfig }).options
-      : poolConfig(this.config.settings);
-    this.#advisory = { clientConfig, poolingChecked: { value: undefined } };
+    this.#advisory = { pool: this.#pool, poolingChecked: { value: undefined } };
   }
 
   get pool(): pg.Pool {
@@ -363,7 +359,7 @@ export class MeltanoStateStore {
           ]);
           retry = rowCount !== 1;
         } else {
-          await client.query('SELECT pg_advisory_xact_lock($1::int8)', [meltanoAdvisoryKey(stateId).toString()]);
+          await client.query('SELECT pg_advisory_xact_lock($1::int8)', [advisoryLockKey(stateId).toString()]);
         }
         if (!retry) {
           await client.query('SET LOCAL lock_timeout = 0');
@@ -394,10 +390,10 @@ export class MeltanoStateStore {
       });
     }
     if (lock.lost) throw lockLostError(stateId, 'it expired or its connection closed');
-    if (lock.kind === 'advisory') await (lock as AdvisoryLock).verify();
     const client = await this.#pool.connect();
     try {
       await client.query('BEGIN');
+      if (lock instanceof AdvisoryLock) await lock.verify(client);
       if (lock instanceof RowLock) {
         // Fencing: the row is locked until commit, so nobody can take it over between this check and the write.
         const { rowCount } = await client.query(

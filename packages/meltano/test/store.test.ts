@@ -1,8 +1,8 @@
-import { isPgStateError } from '@pgstate/core';
+import { advisoryLockKey, isPgStateError } from '@pgstate/core';
 import { createTestDatabase } from '@pgstate/core/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, test } from 'vitest';
-import { type JsonObject, type MeltanoStateStore, meltanoAdvisoryKey } from '../src/index.js';
+import type { JsonObject, MeltanoStateStore } from '../src/index.js';
 import { listQuery } from '../src/store.js';
 import { LAYOUTS, openStore } from './helpers.js';
 
@@ -30,9 +30,10 @@ async function expectCode(promise: Promise<unknown>, code: string): Promise<void
 
 const S = (bookmarks: JsonObject): JsonObject => ({ singer_state: { bookmarks } });
 
-test('advisory keys are exactly the upstream plugin keys', () => {
-  expect(meltanoAdvisoryKey('dev:tap-github-to-target-postgres')).toBe(2128584585411889108n);
-  expect(meltanoAdvisoryKey('lock_test_job')).toBe(-8280139718495167346n);
+test("the plugin/systemdb lock key (core's advisoryLockKey) is exactly the upstream plugin's", () => {
+  // Vectors computed with meltano-state-backend-postgresql's own key function.
+  expect(advisoryLockKey('dev:tap-github-to-target-postgres')).toBe(2128584585411889108n);
+  expect(advisoryLockKey('lock_test_job')).toBe(-8280139718495167346n);
 });
 
 test('under a non-C database collation (ICU en-US) list still uses the index and returns byte order', async () => {
@@ -280,6 +281,28 @@ describe.each(LAYOUTS)('%s layout', (layout) => {
       await sql.query('SELECT pg_advisory_unlock(2128584585411889108)');
       await store.merge(id, S({ a: 1 }));
       expect((await store.get(id))?.merged).toEqual(S({ a: 1 }));
+    });
+  }
+
+  if (layout !== 'seed') {
+    test('a held advisory lock whose session died is reported lost; nothing is written under it', async () => {
+      const id = 'dev:fence-advisory';
+      const lock = await store.acquireLock(id);
+      const holder = await sql.query<{ pid: number }>(
+        `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = $1`,
+        [Number(advisoryLockKey(id) & 0xffffffffn)],
+      );
+      expect(holder.rows).toHaveLength(1);
+      await sql.query('SELECT pg_terminate_backend($1)', [holder.rows[0]!.pid]);
+      // Someone else (a Python writer) takes the lock the dead session held.
+      await sql.query('SELECT pg_advisory_lock($1::int8)', [advisoryLockKey(id).toString()]);
+      try {
+        await expectCode(store.merge(id, S({ mine: 1 }), { lock }), 'LOCK_LOST');
+        expect(await store.get(id)).toBeNull();
+      } finally {
+        await sql.query('SELECT pg_advisory_unlock($1::int8)', [advisoryLockKey(id).toString()]);
+        await lock.release();
+      }
     });
   }
 
