@@ -165,7 +165,10 @@ describe('pgstate doctor against a server given by --url', () => {
     const r2 = check(noDml.doc, 'rights:pulumi');
     expect(r2).toMatchObject({ status: 'fail', code: 'PERMISSION_DENIED' });
     expect(r2.detail).toMatch(/SELECT on pulumi_state/);
-    expect(r2.fix).toBe(`GRANT SELECT, INSERT, UPDATE, DELETE ON locked.pulumi_state TO ${role};`);
+    // The Pulumi target's side tables (size/MD5, stack index) need the same rights as its blob table.
+    expect(r2.fix).toBe(
+      `GRANT SELECT, INSERT, UPDATE, DELETE ON locked.pulumi_state, locked.pulumi_state_objects, locked.pulumi_state_stacks TO ${role};`,
+    );
     await sql(db.url, r2.fix!);
     // The runtime role reads the migration journal too.
     await sql(
