@@ -23,7 +23,7 @@ const needMeltano = () =>
 
 const S = (bookmarks: Record<string, number>) => ({ singer_state: { bookmarks } });
 const SEED_LAYOUTS: MeltanoLayout[] = ['seed', 'plugin', 'systemdb'];
-const STORE_LANES = ['direct', 'pgbouncer', 'least-privilege', 'tls-verify-full'];
+const STORE_LANES = ['direct', 'pgbouncer', 'least-privilege', 'tls-verify-full', 'mtls'];
 
 /** A throwaway Meltano project; `env` carries the state backend settings. */
 function meltanoProject(env: Record<string, string>) {
@@ -61,6 +61,7 @@ defineConformance<MeltanoStateStore, { rows(table: string): Promise<Record<strin
     'pgbouncer',
     'least-privilege',
     'tls-verify-full',
+    'mtls',
     { name: 'meltano-s3', via: 'direct', requires: needMeltano },
     { name: 'meltano-systemdb', via: 'direct', requires: needMeltano },
   ],
@@ -122,6 +123,49 @@ defineConformance<MeltanoStateStore, { rows(table: string): Promise<Record<strin
       },
       { lanes: ['direct', 'pgbouncer', 'least-privilege'], timeout: 300_000 },
     );
+
+    for (const layout of ['plugin', 'systemdb'] as const) {
+      test(
+        `${layout}: acquireLock holds the upstream plugin's advisory key on its own connection (same TLS as the pool)`,
+        async ({ lane, admin, onCleanup }) => {
+          const store = storeFor(lane, layout);
+          onCleanup(() => store.close());
+          const id = 'dev:tap-github-to-target-postgres';
+          const key = '2128584585411889108'; // the upstream plugin's key for this id
+          const lock = await store.acquireLock(id, { timeoutSeconds: 5 });
+          onCleanup(() => lock.release());
+          // The holder is another backend than the admin's, connected the way the lane connects (TLS, client cert).
+          const { rows } = await admin.query<{ ssl: boolean | null; usename: string }>(
+            `SELECT s.ssl, a.usename FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+             LEFT JOIN pg_stat_ssl s USING (pid)
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+               AND l.classid::int8 = (($1::int8 >> 32) & 4294967295) AND l.objid::int8 = ($1::int8 & 4294967295)`,
+            [key],
+          );
+          expect(rows).toEqual([
+            { ssl: lane.lane !== 'direct' && lane.lane !== 'least-privilege', usename: lane.user },
+          ]);
+          // A Python writer (pg_try_advisory_lock on the same key) is refused while pgstate holds it.
+          const tried = await admin.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1::int8) AS ok', [key]);
+          expect(tried.rows[0]?.ok).toBe(false);
+          await store.merge(id, S({ under_lock: 1 }), { lock });
+          // Another pgstate writer waits for it and gives up with LOCK_TIMEOUT.
+          const other = new MeltanoStateStore({
+            url: lane.url,
+            ...lane.fields,
+            layout,
+            schema: `mel_${layout}`,
+            lockWaitSeconds: 0.5,
+          });
+          onCleanup(() => other.close());
+          await expect(other.merge(id, S({ other: 1 }))).rejects.toMatchObject({ code: 'LOCK_TIMEOUT' });
+          await lock.release();
+          await other.merge(id, S({ other: 1 }));
+          expect((await store.get(id))?.merged).toEqual(S({ under_lock: 1, other: 1 }));
+        },
+        { lanes: ['direct', 'least-privilege', 'tls-verify-full', 'mtls'] },
+      );
+    }
 
     test(
       'plugin: acquireLock reports that transaction pooling breaks session advisory locks',
