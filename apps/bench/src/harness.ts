@@ -24,7 +24,7 @@ export interface Goal {
    * What the ratio divides. Default: the medians of the timed runs. Otherwise two extras the scenario reports
    * (bytes on disk, peak RSS over idle ...), `extras[candidate] / extras[baseline]`.
    */
-  on?: { candidate: string; baseline: string; unit: Unit };
+  on?: { candidate: string; baseline: string; unit: Unit; candidateLabel?: string; baselineLabel?: string };
 }
 
 export interface ScenarioContext {

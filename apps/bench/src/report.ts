@@ -119,10 +119,17 @@ function barPair(
       return `<text x="0" y="${y + 12}" class="lbl">${esc(row.label)}</text><rect x="0" y="${y + 17}" width="${w.toFixed(1)}" height="18" rx="2" class="${row.cls}"/><text x="${(w + 8).toFixed(1)}" y="${y + 31}" class="val">${esc(row.text)}</text>`;
     })
     .join('');
+  // The goal's limit as a dashed mark across each bar (not across the labels above them).
+  const x = limit ? scale(limit.value).toFixed(1) : '';
   const line = limit
-    ? `<line x1="${scale(limit.value).toFixed(1)}" x2="${scale(limit.value).toFixed(1)}" y1="16" y2="${height}" class="limit"/><text x="${(scale(limit.value) + 4).toFixed(1)}" y="14" class="limtxt">${esc(limit.text)}</text>`
+    ? `<text x="${x}" y="12" text-anchor="${Number(x) < 90 ? 'start' : 'middle'}" class="limtxt">${esc(limit.text)}</text>${rows
+        .map((_, i) => {
+          const y = 22 + i * rowHeight;
+          return `<line x1="${x}" x2="${x}" y1="${y + 13}" y2="${y + 39}" class="limit"/>`;
+        })
+        .join('')}`
     : '';
-  return `<figure><figcaption>${esc(caption)}</figcaption><svg viewBox="0 0 ${CHART_WIDTH} ${height}" width="${CHART_WIDTH}" height="${height}" role="img" aria-label="${esc(caption)}">${bars}${line}</svg></figure>`;
+  return `<figure><figcaption>${esc(caption)}</figcaption><svg viewBox="0 0 ${CHART_WIDTH} ${height}" width="${CHART_WIDTH}" height="${height}" role="img" aria-label="${esc(caption)}">${line}${bars}</svg></figure>`;
 }
 
 function charts(r: ScenarioResult): string {
@@ -141,13 +148,15 @@ function charts(r: ScenarioResult): string {
   if (r.goal && on) {
     const cv = r.extras[on.candidate] ?? Number.NaN;
     const bv = r.extras[on.baseline] ?? Number.NaN;
+    const cl = on.candidateLabel ?? on.candidate;
+    const bl = on.baselineLabel ?? on.baseline;
     out += barPair(
-      `${on.candidate} vs ${on.baseline}`,
+      `What the goal is on: ${cl} / ${bl}`,
       [
-        { label: on.candidate, value: cv, text: formatValue(cv, on.unit), cls: 'cand' },
-        { label: on.baseline, value: bv, text: formatValue(bv, on.unit), cls: 'base' },
+        { label: cl, value: cv, text: formatValue(cv, on.unit), cls: 'cand' },
+        { label: bl, value: bv, text: formatValue(bv, on.unit), cls: 'base' },
       ],
-      { value: bv * r.goal.maxRatio, text: `goal: ${r.goal.maxRatio}x ${on.baseline}` },
+      { value: bv * r.goal.maxRatio, text: `goal: ${r.goal.maxRatio}x ${bl}` },
     );
   }
   return out;
@@ -181,10 +190,10 @@ body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;color:#1d2330;max-widt
 h1{font-size:1.6rem;margin:0 0 .25rem}h2{font-size:1.25rem;margin:2rem 0 .5rem;border-bottom:2px solid #e3e8f0;padding-bottom:.2rem}
 .meta{color:#566;margin-bottom:1rem}
 table{border-collapse:collapse;margin:.5rem 0 1rem;width:100%}td,th{border:1px solid #d5dae3;padding:.3rem .5rem;text-align:left;vertical-align:top}
-th{background:#f1f4f8}td.met{color:#0a7a32;font-weight:600}td.notmet{color:#b3261e;font-weight:600}td.skip{color:#7a6400}td.err{color:#b3261e}
+th{background:#f1f4f8}td.nw,td .nw{white-space:nowrap}td.met{color:#0a7a32;font-weight:600}td.notmet{color:#b3261e;font-weight:600}td.skip{color:#7a6400}td.err{color:#b3261e}
 section{margin:.75rem 0 1.25rem;padding-bottom:.5rem;border-bottom:1px solid #eef}
 h3{font-size:1rem;margin:.2rem 0 .3rem}figure{margin:.3rem 0}figcaption{font-size:12px;color:#667}
-.lbl{font-size:12.5px;fill:#333}.val{font-size:12.5px;fill:#222;font-weight:600}
+.lbl{font-size:12.5px;fill:#333}.val{font-size:12.5px;fill:#222;font-weight:600;paint-order:stroke;stroke:#fff;stroke-width:4px}
 .cand{fill:#2f6fde}.base{fill:#a3afbf}.limit{stroke:#d9822b;stroke-width:2;stroke-dasharray:5 3}.limtxt{font-size:11px;fill:#b5651d}
 .tag{font-size:12px;font-weight:600;padding:.1rem .45rem;border-radius:9px;margin-left:.4rem;vertical-align:middle}
 .tag.met{background:#dff3e6;color:#0a7a32}.tag.notmet{background:#fbe3e1;color:#b3261e}.tag.skip{background:#fff4d6;color:#7a6400}
@@ -204,7 +213,7 @@ ${goals
     const v = verdict(r);
     const cls = r.error ? 'err' : r.notRun ? 'skip' : r.goal?.met ? 'met' : 'notmet';
     const why = r.notRun ?? r.error;
-    return `<tr><td>${esc(r.suite)}</td><td>${esc(r.name)}</td><td>${esc(r.goal?.text ?? '')}</td><td>${r.goal ? `&le; ${r.goal.maxRatio}x` : ''}</td><td>${esc(goalRatio(r))}</td><td class="${cls}">${esc(v)}${why ? `: ${esc(why)}` : ''}</td></tr>`;
+    return `<tr><td>${esc(r.suite)}</td><td>${esc(r.name)}</td><td>${esc(r.goal?.text ?? '')}</td><td class="nw">${r.goal ? `&le; ${r.goal.maxRatio}x` : ''}</td><td>${esc(goalRatio(r))}</td><td class="${cls}"><span class="nw">${esc(v)}</span>${why ? `: ${esc(why)}` : ''}</td></tr>`;
   })
   .join('\n')}
 </table>

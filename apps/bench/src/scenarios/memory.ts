@@ -82,7 +82,13 @@ function saveSide(label: string, mode: string, url: string, file: string, peaks:
 const GOAL = {
   text: 'peak RSS over idle <= 3x the object size (worst run)',
   maxRatio: 3,
-  on: { candidate: 'candidatePeakOverIdleBytes', baseline: 'objectBytes', unit: 'bytes' as const },
+  on: {
+    candidate: 'candidatePeakOverIdleBytes',
+    baseline: 'objectBytes',
+    unit: 'bytes' as const,
+    candidateLabel: 'peak RSS over idle, pgstate child (worst run)',
+    baselineLabel: 'object size',
+  },
 };
 
 const checkpointSave: Scenario = {

@@ -86,7 +86,7 @@ async function startSide(kind: Backend, url: string, resources: number, command:
       label,
       async before() {
         stack = await LocalWorkspace.createStack(
-          { projectName: PROJECT, stackName: `${kind}-${n++}`, program: program(resources) },
+          { projectName: PROJECT, stackName: `${kind}-${process.pid}-${n++}`, program: program(resources) },
           { envVars: env, pulumiCommand: command, workDir: fs.mkdtempSync(path.join(home, 'work-')) },
         );
       },

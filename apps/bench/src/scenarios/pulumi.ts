@@ -115,7 +115,13 @@ const storageBytes: Scenario = {
   goal: {
     text: 'seed layout (with its side tables) <= 0.8x the bytes of the native table',
     maxRatio: 0.8,
-    on: { candidate: 'seedBytes', baseline: 'nativeBytes', unit: 'bytes' },
+    on: {
+      candidate: 'seedBytes',
+      baseline: 'nativeBytes',
+      unit: 'bytes',
+      candidateLabel: 'seed layout: blob table + side tables',
+      baselineLabel: 'native blob table',
+    },
   },
   runs: 5,
   async prepare({ url, quick }) {
