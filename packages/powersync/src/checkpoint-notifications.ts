@@ -77,10 +77,17 @@ export function configureCheckpointNotifications(db: StorageDb, options: Checkpo
 export function checkpointNotifier(db: StorageDb): CheckpointNotifier {
   let notifier = notifiers.get(db);
   if (!notifier) {
-    notifier = new CheckpointNotifier(db, configured.get(db) ?? {});
+    notifier = new CheckpointNotifier(db, configured.get(db) ?? fromStorageConfig(db));
     notifiers.set(db, notifier);
   }
   return notifier;
+}
+
+/** `storage.checkpoint_notifications` of the service config, if set. */
+function fromStorageConfig(db: StorageDb): CheckpointNotificationOptions {
+  const n = db.config.notifications;
+  if (n == null) return {};
+  return { mode: n.mode, listenConnection: n.connection, pollIntervalMs: n.pollIntervalMs };
 }
 
 /**

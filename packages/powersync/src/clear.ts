@@ -107,22 +107,33 @@ async function deleteBatch(
   const lower = after == null ? 'true' : `${tuple} > (${params})`;
   // bucket_parameters is keyed by id alone (its group index leads with lookup); rows of other streams in the id
   // range are skipped by the group_id filter, and id order keeps the probe from revisiting deleted rows.
-  const rows = await db.query<Record<string, unknown> & { n: bigint }>(
-    `WITH victims AS (
-       SELECT ${cols} FROM ${plan.name}
+  // Victims by key order (index range scan from `after`), deleted by ctid (a TID scan: a join back on the key
+  // columns gets planned as a hash join over the whole table, once per batch).
+  // Right after a bulk load the table may have no statistics, and the planner would then read the whole table and
+  // sort it for every batch. Only the index range scan keeps each batch proportional to its size, so insist on it
+  // (SET LOCAL: this transaction only, fine behind PgBouncer in transaction mode).
+  const rows = await db.transaction(async (client) => {
+    await client.query('SET LOCAL enable_seqscan = off');
+    await client.query('SET LOCAL enable_bitmapscan = off');
+    return db.query<Record<string, unknown> & { n: bigint }>(
+      `WITH victims AS (
+       SELECT ctid AS row_ctid, ${cols} FROM ${plan.name}
        WHERE group_id = $1 AND ${lower}
        ORDER BY ${cols} LIMIT $2
      ), deleted AS (
-       DELETE FROM ${plan.name} t USING victims v
-       WHERE t.group_id = $1 AND ${plan.keys.map((k) => `t.${k} = v.${k}`).join(' AND ')}
-       RETURNING ${plan.keys.map((k) => `t.${k}`).join(', ')}
+       DELETE FROM ${plan.name} WHERE group_id = $1 AND ctid = ANY(ARRAY(SELECT row_ctid FROM victims))
+       RETURNING 1
+     ), last AS (
+       SELECT ${cols} FROM victims ORDER BY ${descending} LIMIT 1
      )
-     SELECT count(*)::int8 AS n, ${plan.keys.map((k) => `(array_agg(${k} ORDER BY ${descending}))[1] AS ${k}`).join(', ')}
-     FROM deleted`,
-    [groupId, batch, ...(after ?? [])],
-  );
+     SELECT (SELECT count(*) FROM deleted)::int8 AS n, last.* FROM last`,
+      [groupId, batch, ...(after ?? [])],
+      client,
+    );
+  });
   const row = rows[0];
   const count = Number(row?.n ?? 0n);
-  if (row == null || count === 0) return { count: 0, last: null };
+  // No victims: the table has nothing left after `after` for this stream.
+  if (row == null) return { count: 0, last: null };
   return { count, last: plan.keys.map((k) => row[k]) };
 }

@@ -22,6 +22,11 @@ export interface PgStateStorageConfig {
   batch_limits?: BatchLimitsInput;
   /** How long a replication lock lease lasts without refresh (default 60 s; refreshed every lease/2). */
   lock_lease_ms?: number;
+  /**
+   * How live checkpoints reach watchers. Default: LISTEN/NOTIFY over the storage connection. Behind PgBouncer in
+   * transaction mode, set `uri` to a direct connection for LISTEN, or `mode: poll`.
+   */
+  checkpoint_notifications?: { mode?: 'listen' | 'poll'; uri?: string; poll_interval_ms?: number };
 }
 
 export interface BatchLimitsInput {
@@ -44,6 +49,8 @@ export interface NormalizedStorageConfig {
   defaultStorageVersion: number;
   batchLimits: BatchLimits;
   lockLeaseMs: number;
+  /** Parsed `checkpoint_notifications` (absent: LISTEN on the storage connection). */
+  notifications?: { mode: 'listen' | 'poll'; connection?: ConnectionSettings; pollIntervalMs?: number };
 }
 
 function bad(message: string, fix: string): PgStateError {
@@ -107,5 +114,28 @@ export function normalizeStorageConfig(
         positiveInt(limits.max_current_data_batch_size, 'batch_limits.max_current_data_batch_size') ?? 50_000_000,
     },
     lockLeaseMs: positiveInt(config.lock_lease_ms, 'lock_lease_ms') ?? 60_000,
+    notifications: notificationsOf(config.checkpoint_notifications, env),
+  };
+}
+
+function notificationsOf(
+  input: PgStateStorageConfig['checkpoint_notifications'],
+  env: Record<string, string | undefined> | undefined,
+): NormalizedStorageConfig['notifications'] {
+  if (input == null) return undefined;
+  const mode = input.mode ?? 'listen';
+  if (mode !== 'listen' && mode !== 'poll') {
+    throw bad(
+      `storage.checkpoint_notifications.mode is ${JSON.stringify(input.mode)}.`,
+      'Use "listen" (LISTEN/NOTIFY, needs a session-mode or direct connection) or "poll".',
+    );
+  }
+  return {
+    mode,
+    connection:
+      input.uri == null
+        ? undefined
+        : parseConnectionSettings({ url: input.uri, applicationName: 'pgstate-powersync' }, env ? { env } : {}),
+    pollIntervalMs: positiveInt(input.poll_interval_ms, 'checkpoint_notifications.poll_interval_ms'),
   };
 }

@@ -9,7 +9,8 @@ import {
   type CheckpointNotifier,
   checkpointNotifier,
   configureCheckpointNotifications,
-  type PgStateBucketStorageFactory,
+  normalizeStorageConfig,
+  PgStateBucketStorageFactory,
   type PgStateSyncRulesStorage,
   pgstateTestSetup,
   SaveOperationTag,
@@ -204,6 +205,50 @@ describe('checkpoint notifications across processes', () => {
     } finally {
       await watcher.stop();
       await child.end();
+      await factory[Symbol.asyncDispose]();
+    }
+  });
+
+  test('the service config picks the mode: checkpoint_notifications {mode: poll} or a direct LISTEN uri', async () => {
+    const { factory, writer, stream } = await activeStream('ps_notify_config');
+    const polled = new PgStateBucketStorageFactory({
+      config: normalizeStorageConfig({
+        type: 'pgstate',
+        uri: url,
+        sslmode: 'disable',
+        schema: 'ps_notify_config',
+        checkpoint_notifications: { mode: 'poll', poll_interval_ms: 100 },
+      }),
+    });
+    const direct = new PgStateBucketStorageFactory({
+      config: normalizeStorageConfig({
+        type: 'pgstate',
+        uri: url,
+        sslmode: 'disable',
+        schema: 'ps_notify_config',
+        checkpoint_notifications: { uri: url },
+      }),
+    });
+    const a = collect(polled.getInstance(stream) as PgStateSyncRulesStorage);
+    const b = collect(direct.getInstance(stream) as PgStateSyncRulesStorage);
+    try {
+      await writer.keepalive(lsn(2));
+      await a.until((u) => u.base.lsn === lsn(2), 'polled lsn 2');
+      await b.until((u) => u.base.lsn === lsn(2), 'listened lsn 2');
+      expect(checkpointNotifier(polled.db).stats).toMatchObject({ mode: 'poll', connects: 0 });
+      expect(checkpointNotifier(direct.db).stats).toMatchObject({ mode: 'listen', connects: 1 });
+      expect(() =>
+        normalizeStorageConfig({
+          type: 'pgstate',
+          uri: url,
+          checkpoint_notifications: { mode: 'push' as 'poll' },
+        }),
+      ).toThrow(expect.objectContaining({ code: 'BAD_SETTING' }));
+    } finally {
+      await a.stop();
+      await b.stop();
+      await polled[Symbol.asyncDispose]();
+      await direct[Symbol.asyncDispose]();
       await factory[Symbol.asyncDispose]();
     }
   });
