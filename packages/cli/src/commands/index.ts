@@ -5,5 +5,6 @@ export { register as db } from './db.js';
 export { register as doctor } from './doctor.js';
 export { register as meltano } from './meltano.js';
 export { register as migrate } from './migrate.js';
+export { register as powersync } from './powersync.js';
 export { register as pulumi } from './pulumi.js';
 export { register as serve } from './serve.js';
