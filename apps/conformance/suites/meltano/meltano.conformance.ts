@@ -20,17 +20,26 @@ const VENV = path.join(
 const MELTANO = path.join(VENV, 'bin', 'meltano');
 const needMeltano = () =>
   fs.existsSync(MELTANO) ? undefined : `meltano is not installed in ${VENV} (run scripts/peers/meltano.sh)`;
+// The `meltano run` lane's extractor and loader, from PyPI (no Meltano Hub here): see install-run-plugins.sh.
+const PLUGINS = path.join(path.dirname(VENV), 'meltano-plugins');
+const TAP = path.join(PLUGINS, 'tap-postgres', 'bin', 'tap-postgres');
+const TARGET = path.join(PLUGINS, 'target-jsonl', 'bin', 'target-jsonl');
+const needMeltanoRun = () =>
+  needMeltano() ??
+  (fs.existsSync(TAP) && fs.existsSync(TARGET)
+    ? undefined
+    : `tap-postgres / target-jsonl are not installed in ${PLUGINS} (run apps/conformance/suites/meltano/install-run-plugins.sh)`);
 
 const S = (bookmarks: Record<string, number>) => ({ singer_state: { bookmarks } });
 const SEED_LAYOUTS: MeltanoLayout[] = ['seed', 'plugin', 'systemdb'];
 const STORE_LANES = ['direct', 'pgbouncer', 'least-privilege', 'tls-verify-full', 'mtls'];
 
-/** A throwaway Meltano project; `env` carries the state backend settings. */
-function meltanoProject(env: Record<string, string>) {
+/** A throwaway Meltano project; `env` carries the state backend settings, `yaml` more of meltano.yml. */
+function meltanoProject(env: Record<string, string>, yaml = '') {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgstate-meltano-'));
   fs.writeFileSync(
     path.join(dir, 'meltano.yml'),
-    'default_environment: dev\nproject_id: pgstate-conformance\nenvironments:\n- name: dev\n',
+    `default_environment: dev\nproject_id: pgstate-conformance\nenvironments:\n- name: dev\n${yaml}`,
   );
   const fullEnv = {
     ...process.env,
@@ -45,6 +54,10 @@ function meltanoProject(env: Record<string, string>) {
     async state(...args: string[]): Promise<string> {
       const { stdout } = await run(MELTANO, ['state', ...args], { cwd: dir, env: fullEnv, timeout: 120_000 });
       return stdout.trim();
+    },
+    /** `meltano run ...`; `extra` adds environment (plugin settings as `<PLUGIN>_<SETTING>`). */
+    async run(args: string[], extra: Record<string, string> = {}): Promise<void> {
+      await run(MELTANO, ['run', ...args], { cwd: dir, env: { ...fullEnv, ...extra }, timeout: 300_000 });
     },
     cleanup: () => fs.rmSync(dir, { recursive: true, force: true }),
   };
@@ -64,6 +77,7 @@ defineConformance<MeltanoStateStore, { rows(table: string): Promise<Record<strin
     'mtls',
     { name: 'meltano-s3', via: 'direct', requires: needMeltano },
     { name: 'meltano-systemdb', via: 'direct', requires: needMeltano },
+    { name: 'meltano-run', via: 'direct', requires: needMeltanoRun },
   ],
   async setup(admin: pg.Pool, lane: LaneTarget) {
     // As an administrator would: every layout migrated in its own schema (the systemdb lane lets Meltano create
@@ -226,6 +240,101 @@ defineConformance<MeltanoStateStore, { rows(table: string): Promise<Record<strin
         expect(await probes.rows('mel_seed.meltano_state_locks')).toEqual([]);
       },
       { lanes: ['meltano-s3'], timeout: 600_000 },
+    );
+
+    test(
+      'a real `meltano run` (tap-postgres -> target-jsonl, from PyPI) through the S3 gateway: the bookmark lands in meltano_state, and the next run resumes from what pgstate wrote',
+      async ({ lane, admin, probes, onCleanup }) => {
+        await admin.query(
+          'CREATE TABLE public.events (id int PRIMARY KEY, updated_at timestamptz NOT NULL, name text)',
+        );
+        await admin.query(
+          `INSERT INTO public.events SELECT g, '2026-01-01 00:00+00'::timestamptz + g * interval '1 hour', 'e' || g
+           FROM generate_series(1, 3) g`,
+        );
+        const store = storeFor(lane, 'seed');
+        onCleanup(() => store.close());
+        const gateway = await createS3Gateway({
+          buckets: { meltano: createMeltanoBucketHandler({ store, prefix: 'state' }) },
+          credentials: [{ accessKeyId: 'AKIDPGSTATEMELTANO', secretAccessKey: 'meltano-conformance-secret' }],
+          uploads: { pool: admin },
+          logger: false,
+        });
+        onCleanup(() => gateway.close());
+        const f = lane.fields;
+        const source = `postgresql://${encodeURIComponent(String(f.user))}:${encodeURIComponent(String(f.password ?? 'unused'))}@${f.host}:${f.port}/${f.database}?sslmode=disable`;
+        // Custom plugin definitions (no Meltano Hub): the executables installed from PyPI.
+        const project = meltanoProject(
+          {
+            MELTANO_STATE_BACKEND_URI: 's3://meltano/state',
+            MELTANO_STATE_BACKEND_S3_ENDPOINT_URL: gateway.url,
+            MELTANO_STATE_BACKEND_S3_AWS_ACCESS_KEY_ID: 'AKIDPGSTATEMELTANO',
+            MELTANO_STATE_BACKEND_S3_AWS_SECRET_ACCESS_KEY: 'meltano-conformance-secret',
+            AWS_DEFAULT_REGION: 'us-east-1',
+            TAP_POSTGRES_SQLALCHEMY_URL: source,
+          },
+          `plugins:
+  extractors:
+  - name: tap-postgres
+    namespace: tap_postgres
+    executable: ${TAP}
+    capabilities: [catalog, discover, state, about]
+    settings:
+    - name: sqlalchemy_url
+      kind: password
+    config:
+      filter_schemas: [public]
+    select: [public-events.*]
+    metadata:
+      public-events:
+        replication-method: INCREMENTAL
+        replication-key: updated_at
+  loaders:
+  - name: target-jsonl
+    namespace: target_jsonl
+    executable: ${TARGET}
+    settings:
+    - name: destination_path
+    config:
+      do_timestamp_file: false
+`,
+        );
+        onCleanup(project.cleanup);
+        const id = 'dev:tap-postgres-to-target-jsonl';
+        const records = (dir: string) =>
+          fs
+            .readFileSync(path.join(dir, 'public-events.jsonl'), 'utf8')
+            .trim()
+            .split('\n')
+            .map((l) => (JSON.parse(l) as { id: number }).id);
+        const bookmark = (value: string) => ({
+          singer_state: {
+            bookmarks: { 'public-events': { replication_key: 'updated_at', replication_key_value: value } },
+          },
+        });
+
+        const first = path.join(project.dir, 'out-1');
+        fs.mkdirSync(first);
+        await project.run(['tap-postgres', 'target-jsonl'], { TARGET_JSONL_DESTINATION_PATH: first });
+        expect(records(first)).toEqual([1, 2, 3]);
+        expect(await store.get(id)).toMatchObject({
+          completed: bookmark('2026-01-01T03:00:00.000000+00:00'),
+          partial: {},
+        });
+        expect((await probes.rows('mel_seed.meltano_state')).map((r) => r.state_id)).toEqual([id]);
+        expect(await probes.rows('mel_seed.meltano_state_locks')).toEqual([]);
+
+        // pgstate rewinds the bookmark; the next run starts from it (Singer SDK: replication key >= bookmark).
+        await store.set(id, bookmark('2026-01-01T02:00:00+00:00'));
+        await admin.query(`INSERT INTO public.events VALUES (4, '2026-01-01 04:00+00', 'e4')`);
+        const second = path.join(project.dir, 'out-2');
+        fs.mkdirSync(second);
+        await project.run(['tap-postgres', 'target-jsonl'], { TARGET_JSONL_DESTINATION_PATH: second });
+        expect(records(second)).toEqual([2, 3, 4]);
+        expect((await store.get(id))?.merged).toEqual(bookmark('2026-01-01T04:00:00.000000+00:00'));
+        expect(await probes.rows('mel_seed.meltano_state_locks')).toEqual([]);
+      },
+      { lanes: ['meltano-run'], timeout: 600_000 },
     );
 
     test(
