@@ -20,7 +20,7 @@ const VENV = path.join(
 const MELTANO = path.join(VENV, 'bin', 'meltano');
 const needMeltano = () =>
   fs.existsSync(MELTANO) ? undefined : `meltano is not installed in ${VENV} (run scripts/peers/meltano.sh)`;
-// The `meltano run` lane's extractor and loader, from PyPI (no Meltano Hub here): see install-run-plugins.sh.
+// The `meltano run` lane's extractor and loader, from PyPI (no Meltano Hub here): see scripts/peers/meltano-run-plugins.sh.
 const PLUGINS = path.join(path.dirname(VENV), 'meltano-plugins');
 const TAP = path.join(PLUGINS, 'tap-postgres', 'bin', 'tap-postgres');
 const TARGET = path.join(PLUGINS, 'target-jsonl', 'bin', 'target-jsonl');
@@ -28,7 +28,7 @@ const needMeltanoRun = () =>
   needMeltano() ??
   (fs.existsSync(TAP) && fs.existsSync(TARGET)
     ? undefined
-    : `tap-postgres / target-jsonl are not installed in ${PLUGINS} (run apps/conformance/suites/meltano/install-run-plugins.sh)`);
+    : `tap-postgres / target-jsonl are not installed in ${PLUGINS} (run scripts/peers/meltano-run-plugins.sh)`);
 
 const S = (bookmarks: Record<string, number>) => ({ singer_state: { bookmarks } });
 const SEED_LAYOUTS: MeltanoLayout[] = ['seed', 'plugin', 'systemdb'];
