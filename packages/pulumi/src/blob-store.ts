@@ -4,6 +4,7 @@
  * key (this API, the S3 gateway, the state store) the index stays correct.
  */
 import { createHash } from 'node:crypto';
+import type { Writable } from 'node:stream';
 import {
   type ByteRange,
   type ConnectionInput,
@@ -346,8 +347,14 @@ export class PulumiBlobStore {
     validateKey(key);
     checkBody(body);
     await this.ensureTables();
-    const md5 = md5Hex(body);
-    return this.batch((tx) => tx.put(key, body, conditions, md5));
+    // A CAS or a CLI lock file needs statements before the write (row lock, advisory lock): a transaction. Every
+    // other write is one statement, atomic on its own, so it costs one round trip instead of five.
+    // Large bodies take the transaction path too, where the MD5 and summary overlap the server's work.
+    if (conditions.ifMatch !== undefined || lockDirOf(key) !== undefined || body.byteLength >= OVERLAP_BYTES) {
+      return this.batch((tx) => tx.put(key, body, conditions));
+    }
+    const info = await this.writeObject(this.pool, key, body, conditions.ifNoneMatch === '*', false).catch(fail);
+    return info ?? alreadyExists(key);
   }
 
   /** Copies an object inside the database (the bytes never travel to this process). Null when the source is missing. */
@@ -355,7 +362,21 @@ export class PulumiBlobStore {
     validateKey(sourceKey);
     validateKey(destinationKey);
     await this.ensureTables();
-    return this.batch((tx) => tx.copy(sourceKey, destinationKey));
+    // A stack index row needs the copied bytes read back, a lock file its advisory lock: both in a transaction.
+    if (parseStackKey(destinationKey) || lockDirOf(destinationKey) !== undefined) {
+      return this.batch((tx) => tx.copy(sourceKey, destinationKey));
+    }
+    const { rows } = await this.pool
+      .query<CopyRow>(this.copySql, [this.keyPrefix + sourceKey, this.keyPrefix + destinationKey])
+      .catch(fail);
+    return copiedInfo(destinationKey, rows[0]);
+  }
+
+  /** Last-modified time of each of `keys` that exists, in one query. */
+  async modifiedTimes(keys: string[]): Promise<Map<string, Date>> {
+    for (const key of keys) validateKey(key);
+    await this.ensureTables();
+    return modifiedTimes(this.pool, this, keys).catch(fail);
   }
 
   /** Deletes an object; false when it did not exist. */
@@ -488,34 +509,107 @@ export class PulumiBlobStore {
 
   // ---------------------------------------------------------------- internals
 
-  /** Side rows written in the writer's transaction, stamped with the blob row's `updated_at`. */
-  /** @internal */
-  async writeSideRows(
-    client: pg.PoolClient,
+  /**
+   * @internal Writes one object on `client`: the blob row, the size/MD5 side row and, for a checkpoint key, the stack
+   * index row, all stamped with the blob row's `updated_at`. The MD5 and the summary are computed in JS, once, from
+   * the bytes in hand (SQL `md5(data)` would read the value back out of TOAST), and a Buffer goes to the server as
+   * a binary parameter (pg's encoding of Buffers), not as hex text.
+   *
+   * Small bodies: ONE statement (blob row, then the side rows from its RETURNING), atomic on its own, so outside a
+   * transaction it costs one round trip. Large bodies (`inTransaction` only): the blob INSERT is sent first and the
+   * MD5 and summary are computed while the server stores it (TOAST compression of megabytes takes the server far
+   * longer than one more round trip), then one statement writes the side rows; the transaction makes it atomic.
+   * Returns undefined when `onlyIfAbsent` found the key taken (nothing written).
+   */
+  async writeObject(
+    client: pg.PoolClient | pg.Pool,
     key: string,
-    size: number,
-    md5: string,
-    body: Uint8Array | undefined,
-  ): Promise<void> {
+    body: Uint8Array,
+    onlyIfAbsent: boolean,
+    inTransaction: boolean,
+  ): Promise<ObjectInfo | undefined> {
+    const { names } = this;
     const stored = this.keyPrefix + key;
-    await client.query(
-      `INSERT INTO ${this.names.objects} (key, size, md5, updated_at)
-       SELECT t.key, $2, $3, t.updated_at FROM ${this.names.blobs} t WHERE t.key = $1
-       ON CONFLICT (key) DO UPDATE SET size = EXCLUDED.size, md5 = EXCLUDED.md5, updated_at = EXCLUDED.updated_at`,
-      [stored, size, md5],
-    );
-    if (parseStackKey(key)) {
-      let bytes = body;
-      if (!bytes) {
-        const rows = await queryRows(
-          client,
-          `SELECT ${this.bytesSql} AS body FROM ${this.names.blobs} t WHERE t.key = $1`,
-          [stored],
-        );
-        bytes = (rows[0] as { body: Buffer }).body;
-      }
-      await this.writeStackIndex(client, key, size, bytes);
+    const value = this.layout === 'seed' ? asBuffer(body) : nativeJson(body);
+    const cast = this.layout === 'seed' ? 'bytea' : 'json';
+    const onConflict = onlyIfAbsent
+      ? 'DO NOTHING'
+      : 'DO UPDATE SET data = EXCLUDED.data, updated_at = EXCLUDED.updated_at';
+    const insert = `INSERT INTO ${names.blobs} AS t (key, data, updated_at) VALUES ($1, $2::${cast}, clock_timestamp())
+        ON CONFLICT (key) ${onConflict} RETURNING t.key, t.updated_at`;
+    const stack = parseStackKey(key) !== undefined;
+    if (!inTransaction || body.byteLength < OVERLAP_BYTES) {
+      const side = this.sideValues(key, body);
+      const { rows } = await client.query<{ updated_at: Date }>(
+        `WITH w AS (${insert})${this.sideCtes('w', 3, stack)} SELECT w.updated_at FROM w`,
+        [stored, value, ...side],
+      );
+      return rows[0] && { key, size: body.byteLength, etag: side[1] as string, lastModified: rows[0].updated_at };
     }
+    const written = client.query<{ updated_at: Date }>(insert, [stored, value]);
+    written.catch(() => {}); // awaited below; never an unhandled rejection while the digest runs
+    await requestSent(client as pg.PoolClient, written);
+    const side = this.sideValues(key, body);
+    const { rows } = await written;
+    if (!rows[0]) return undefined;
+    await client.query(
+      `WITH t AS (SELECT key, updated_at FROM ${names.blobs} WHERE key = $1)${this.sideCtes('t', 2, stack)} SELECT 1`,
+      [stored, ...side],
+    );
+    return { key, size: body.byteLength, etag: side[1] as string, lastModified: rows[0].updated_at };
+  }
+
+  /** Size, MD5 and, for a checkpoint key, project, stack, last update and resource count. */
+  private sideValues(key: string, body: Uint8Array): unknown[] {
+    const values: unknown[] = [body.byteLength, md5Hex(body)];
+    const parsed = parseStackKey(key);
+    if (parsed) {
+      const summary = summarize(body, parsed.compression);
+      values.push(parsed.project, parsed.stack, summary?.lastUpdate ?? null, summary?.resourceCount ?? null);
+    }
+    return values;
+  }
+
+  /** CTEs writing the side rows of the row in CTE `from` (columns key, updated_at); `sideValues` from `$first`. */
+  private sideCtes(from: string, first: number, stack: boolean): string {
+    const p = (i: number) => `$${first + i}`;
+    let text = `, o AS (
+        INSERT INTO ${this.names.objects} (key, size, md5, updated_at)
+        SELECT ${from}.key, ${p(0)}::int8, ${p(1)}::text, ${from}.updated_at FROM ${from}
+        ON CONFLICT (key) DO UPDATE SET size = EXCLUDED.size, md5 = EXCLUDED.md5, updated_at = EXCLUDED.updated_at)`;
+    if (stack) {
+      text += `, s AS (
+        INSERT INTO ${this.names.stacks} (key, project, stack, updated_at, size, last_update, resource_count)
+        SELECT ${from}.key, ${p(2)}::text, ${p(3)}::text, ${from}.updated_at, ${p(0)}::int8, ${p(4)}::text,
+               ${p(5)}::int4 FROM ${from}
+        ON CONFLICT (key) DO UPDATE SET project = EXCLUDED.project, stack = EXCLUDED.stack,
+          updated_at = EXCLUDED.updated_at, size = EXCLUDED.size, last_update = EXCLUDED.last_update,
+          resource_count = EXCLUDED.resource_count)`;
+    }
+    return text;
+  }
+
+  /**
+   * @internal A server-side copy as one statement ($1 source, $2 destination): the source row (share-locked, so it
+   * cannot change under the copy), the destination row and its side row with the source's size and ETag. The
+   * bytes stay in the database (TOAST data is copied as stored, never recompressed).
+   */
+  get copySql(): string {
+    const { names } = this;
+    return `WITH src AS (
+        SELECT t.data, (${this.sizeSql})::int8 AS size, ${this.etagSql} AS etag
+          FROM ${names.blobs} t LEFT JOIN ${names.objects} o ON o.key = t.key
+         WHERE t.key = $1 FOR SHARE OF t
+      ), w AS (
+        INSERT INTO ${names.blobs} AS t (key, data, updated_at) SELECT $2, src.data, clock_timestamp() FROM src
+        ON CONFLICT (key) DO UPDATE SET data = EXCLUDED.data, updated_at = EXCLUDED.updated_at
+        RETURNING t.key, t.updated_at
+      ), o AS (
+        INSERT INTO ${names.objects} (key, size, md5, updated_at) SELECT w.key, src.size, src.etag, w.updated_at
+          FROM w, src
+        ON CONFLICT (key) DO UPDATE SET size = EXCLUDED.size, md5 = EXCLUDED.md5, updated_at = EXCLUDED.updated_at
+      )
+      SELECT w.updated_at, src.size, src.etag FROM w, src`;
   }
 
   /** @internal */
@@ -526,12 +620,7 @@ export class PulumiBlobStore {
     bytes: Uint8Array,
   ): Promise<ReturnType<typeof summarizeCheckpoint>> {
     const parsed = parseStackKey(key)!;
-    let summary: ReturnType<typeof summarizeCheckpoint>;
-    try {
-      summary = summarizeCheckpoint(decompressBytes(bytes, parsed.compression));
-    } catch {
-      summary = undefined; // Not decodable: indexed without a count, like the CLI would fail to show one.
-    }
+    const summary = summarize(bytes, parsed.compression);
     await client.query(
       `INSERT INTO ${this.names.stacks} (key, project, stack, updated_at, size, last_update, resource_count)
        SELECT t.key, $2, $3, t.updated_at, $4, $5, $6 FROM ${this.names.blobs} t WHERE t.key = $1
@@ -578,6 +667,74 @@ async function deleteRows(client: Queryable, names: PulumiTableNames, keys: stri
   await client.query(`DELETE FROM ${names.objects} WHERE key = ANY($1::text[])`, [keys]);
   await client.query(`DELETE FROM ${names.stacks} WHERE key = ANY($1::text[])`, [keys]);
   return rowCount ?? 0;
+}
+
+interface CopyRow {
+  updated_at: Date;
+  size: string;
+  etag: string;
+}
+
+function copiedInfo(key: string, row: CopyRow | undefined): ObjectInfo | null {
+  return row ? { key, size: Number(row.size), etag: row.etag, lastModified: row.updated_at } : null;
+}
+
+function alreadyExists(key: string): never {
+  throw new PgStateError('PRECONDITION_FAILED', `The object ${JSON.stringify(key)} already exists.`, {
+    fix: 'Only write it if absent when you expect it to be new; otherwise drop the if-none-match condition.',
+  });
+}
+
+/**
+ * From this size on, a write sends the bytes first and digests them while the server stores them (see
+ * `writeObject`); below it, the extra round trips of a transaction cost more than the overlap saves.
+ */
+const OVERLAP_BYTES = 3 * 1024 * 1024;
+
+/**
+ * Resolves once the request of `pending` has left this process (the socket's write buffer drained), or once the
+ * query settled, whichever comes first. An optimization only: without pg's socket at hand it resolves at once.
+ */
+async function requestSent(client: pg.PoolClient, pending: Promise<unknown>): Promise<void> {
+  const socket = (client as unknown as { connection?: { stream?: Writable } }).connection?.stream;
+  if (!socket || typeof socket.writableLength !== 'number' || socket.writableLength === 0) return;
+  let onDrain: (() => void) | undefined;
+  await Promise.race([
+    new Promise<void>((resolve) => {
+      onDrain = resolve;
+      socket.once('drain', resolve);
+      socket.once('close', resolve);
+    }),
+    pending.then(
+      () => {},
+      () => {},
+    ),
+  ]);
+  if (onDrain) {
+    socket.off('drain', onDrain);
+    socket.off('close', onDrain);
+  }
+}
+
+async function modifiedTimes(db: Queryable, store: PulumiBlobStore, keys: string[]): Promise<Map<string, Date>> {
+  const { rows } = await db.query<{ key: string; updated_at: Date }>(
+    `SELECT key, updated_at FROM ${store.names.blobs} WHERE key = ANY($1::text[])`,
+    [keys.map((k) => store.keyPrefix + k)],
+  );
+  return new Map(rows.map((r) => [r.key.slice(store.keyPrefix.length), r.updated_at]));
+}
+
+/** What `stack ls` shows, from a checkpoint's bytes; undefined when they do not decode (indexed without a count). */
+function summarize(bytes: Uint8Array, compression: Compression): ReturnType<typeof summarizeCheckpoint> {
+  try {
+    return summarizeCheckpoint(decompressBytes(bytes, compression));
+  } catch {
+    return undefined;
+  }
+}
+
+function asBuffer(body: Uint8Array): Buffer {
+  return Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
 }
 
 /** What Pulumi's native driver stores: `{"data":"<base64>"}` (Go's []byte JSON encoding, no line breaks). */
@@ -742,7 +899,7 @@ export class BlobTransaction {
     return rows.map((r) => r.key.slice(this.store.keyPrefix.length));
   }
 
-  async put(key: string, body: Uint8Array, conditions: PutConditions = {}, md5 = md5Hex(body)): Promise<ObjectInfo> {
+  async put(key: string, body: Uint8Array, conditions: PutConditions = {}): Promise<ObjectInfo> {
     validateKey(key);
     checkBody(body);
     if (conditions.ifMatch !== undefined && !/^[0-9a-f]{32}$/.test(conditions.ifMatch)) {
@@ -751,14 +908,13 @@ export class BlobTransaction {
       });
     }
     await this.lockIfLockFile(key);
-    const { names, layout } = this.store;
-    const stored = this.stored(key);
+    const { names } = this.store;
     if (conditions.ifMatch !== undefined) {
       const { rows } = await this.client.query<{ etag: string }>(
         `SELECT ${this.store.etagSql} AS etag
            FROM ${names.blobs} t LEFT JOIN ${names.objects} o ON o.key = t.key
           WHERE t.key = $1 FOR UPDATE OF t`,
-        [stored],
+        [this.stored(key)],
       );
       const current = rows[0]?.etag;
       if (current !== conditions.ifMatch) {
@@ -771,49 +927,30 @@ export class BlobTransaction {
         );
       }
     }
-    const value = layout === 'seed' ? '$2::bytea' : '$2::json';
-    const param = layout === 'seed' ? body : nativeJson(body);
-    const onConflict =
-      conditions.ifNoneMatch === '*'
-        ? 'DO NOTHING'
-        : 'DO UPDATE SET data = EXCLUDED.data, updated_at = EXCLUDED.updated_at';
-    const { rows } = await this.client.query<{ updated_at: Date }>(
-      `INSERT INTO ${names.blobs} AS t (key, data, updated_at) VALUES ($1, ${value}, clock_timestamp())
-       ON CONFLICT (key) ${onConflict} RETURNING t.updated_at`,
-      [stored, param],
-    );
-    if (!rows[0]) {
-      throw new PgStateError('PRECONDITION_FAILED', `The object ${JSON.stringify(key)} already exists.`, {
-        fix: 'Only write it if absent when you expect it to be new; otherwise drop the if-none-match condition.',
-      });
-    }
-    await this.store.writeSideRows(this.client, key, body.byteLength, md5, body);
-    return { key, size: body.byteLength, etag: md5, lastModified: rows[0].updated_at };
+    const info = await this.store.writeObject(this.client, key, body, conditions.ifNoneMatch === '*', true);
+    return info ?? alreadyExists(key);
   }
 
   async copy(sourceKey: string, destinationKey: string): Promise<ObjectInfo | null> {
     validateKey(sourceKey);
     validateKey(destinationKey);
     await this.lockIfLockFile(destinationKey);
-    const { names } = this.store;
-    const source = await this.client.query<{ size: string; etag: string }>(
-      `SELECT ${this.store.sizeSql} AS size, ${this.store.etagSql} AS etag
-         FROM ${names.blobs} t LEFT JOIN ${names.objects} o ON o.key = t.key
-        WHERE t.key = $1 FOR SHARE OF t`,
-      [this.stored(sourceKey)],
-    );
-    const src = source.rows[0];
-    if (!src) return null;
-    const { rows } = await this.client.query<{ updated_at: Date }>(
-      `INSERT INTO ${names.blobs} AS t (key, data, updated_at)
-       SELECT $2, s.data, clock_timestamp() FROM ${names.blobs} s WHERE s.key = $1
-       ON CONFLICT (key) DO UPDATE SET data = EXCLUDED.data, updated_at = EXCLUDED.updated_at
-       RETURNING t.updated_at`,
-      [this.stored(sourceKey), this.stored(destinationKey)],
-    );
-    const size = Number(src.size);
-    await this.store.writeSideRows(this.client, destinationKey, size, src.etag, undefined);
-    return { key: destinationKey, size, etag: src.etag, lastModified: rows[0]!.updated_at };
+    const { rows } = await this.client.query<CopyRow>(this.store.copySql, [
+      this.stored(sourceKey),
+      this.stored(destinationKey),
+    ]);
+    const info = copiedInfo(destinationKey, rows[0]);
+    if (info && parseStackKey(destinationKey)) {
+      const bytes = await this.read(destinationKey);
+      await this.store.writeStackIndex(this.client, destinationKey, info.size, bytes!);
+    }
+    return info;
+  }
+
+  /** Last-modified time of each of `keys` that exists, in one query. */
+  async modifiedTimes(keys: string[]): Promise<Map<string, Date>> {
+    for (const key of keys) validateKey(key);
+    return modifiedTimes(this.client, this.store, keys);
   }
 
   async delete(key: string): Promise<boolean> {

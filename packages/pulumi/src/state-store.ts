@@ -291,12 +291,12 @@ export class PulumiStateStore {
     const ref = this.ref(project, stack);
     const base = `${stackBase(ref)}.json`;
     const variants = [base, `${base}.gz`, `${base}.zst`];
+    // One query for the three variants (a checkpoint save is latency-bound: every round trip counts).
+    const times = tx ? await tx.modifiedTimes(variants) : await this.blobs.modifiedTimes(variants);
     let best: { key: string; modified: number } | undefined;
     for (const key of variants) {
-      const info = tx ? await tx.head(key) : await this.blobs.head(key);
-      if (info && (!best || info.lastModified.getTime() >= best.modified)) {
-        best = { key, modified: info.lastModified.getTime() };
-      }
+      const modified = times.get(key)?.getTime();
+      if (modified !== undefined && (!best || modified >= best.modified)) best = { key, modified };
     }
     return best?.key;
   }
@@ -347,7 +347,8 @@ export class PulumiStateStore {
 
   private async saveInTx(tx: BlobTransaction, ref: StackRef, target: string, bytes: Uint8Array): Promise<void> {
     const existing = await this.checkpointKey(ref.project, ref.stack, tx);
-    if (await tx.head(target)) await tx.copy(target, `${target}.bak`);
+    // copy() of a missing target writes nothing and returns null: no separate existence check needed.
+    await tx.copy(target, `${target}.bak`);
     if (existing && existing !== target) await tx.move(existing, `${existing}.bak`);
     await tx.put(target, bytes);
   }

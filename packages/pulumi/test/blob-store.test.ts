@@ -116,6 +116,48 @@ describe.each([
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
   });
 
+  it('concurrent writers of a checkpoint key leave side rows and stack index matching the bytes that won', async () => {
+    const table = new URLSearchParams(params).get('table')!;
+    const key = '.pulumi/stacks/race/dev.json';
+    // Bodies from 3.5 MiB on take the other write path (blob row first, side rows after it, one transaction).
+    const checkpoint = (n: number, large: boolean) =>
+      text(
+        JSON.stringify({
+          version: 3,
+          checkpoint: {
+            stack: 'organization/race/dev',
+            latest: {
+              resources: Array.from({ length: n }, () => ({ pad: large ? 'x'.repeat((3.5 * 2 ** 20) / n) : '' })),
+            },
+          },
+        }),
+      );
+    for (let round = 0; round < 4; round++) {
+      // Plain writes, small and large, and copies onto the key racing each other.
+      await store.put('race/backup.json', checkpoint(100 + round, round % 2 === 1));
+      await Promise.all([
+        ...Array.from({ length: 6 }, (_, i) => store.put(key, checkpoint(i + 1, (i + round) % 2 === 0))),
+        store.copy('race/backup.json', key),
+      ]);
+      const [row] = await rawQuery(
+        `SELECT o.md5, o.size, o.updated_at = t.updated_at AS side_fresh, s.resource_count,
+                s.updated_at = t.updated_at AS index_fresh
+           FROM ${table} t JOIN ${table}_objects o USING (key) JOIN ${table}_stacks s USING (key)
+          WHERE t.key LIKE $1`,
+        [`%${key}`],
+      );
+      const bytes = Buffer.from((await store.read(key))!);
+      const count = JSON.parse(bytes.toString()).checkpoint.latest.resources.length;
+      expect(row).toEqual({
+        md5: md5(bytes),
+        size: String(bytes.length),
+        side_fresh: true,
+        resource_count: count,
+        index_fresh: true,
+      });
+    }
+  });
+
   it('copies inside the database, with the source ETag; missing source -> null', async () => {
     const body = randomBytes(300);
     await store.put('copy/src', body);
