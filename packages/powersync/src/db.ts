@@ -114,7 +114,7 @@ export class StorageDb {
    */
   async retryingTransaction<T>(
     fn: (client: pg.PoolClient) => Promise<T>,
-    options: { budgetMs?: number; onRetry?: (error: unknown, attempt: number) => void } = {},
+    options: { budgetMs?: number; onRetry?: (error: unknown, attempt: number) => void; alsoRetry?: string[] } = {},
   ): Promise<T> {
     const deadline = Date.now() + (options.budgetMs ?? 60_000);
     for (let attempt = 0; ; attempt++) {
@@ -122,7 +122,8 @@ export class StorageDb {
         return await this.transaction(fn, { isolation: 'REPEATABLE READ' });
       } catch (error) {
         const code = (error as { code?: string }).code;
-        if (!code || !RETRYABLE.has(code) || Date.now() >= deadline) throw error;
+        const retryable = code != null && (RETRYABLE.has(code) || options.alsoRetry?.includes(code) === true);
+        if (!retryable || Date.now() >= deadline) throw error;
         options.onRetry?.(error, attempt);
         const ceiling = Math.min(5_000, 50 * 2 ** Math.min(attempt, 10));
         await sleep(Math.max(10, Math.random() * ceiling));

@@ -11,7 +11,7 @@ import { ChecksumCache } from './checksum-cache.js';
 import { type ClearStreamOptions, clearReplicationStream } from './clear.js';
 import { type CompactResult, compactReplicationStream } from './compact.js';
 import type { StorageDb } from './db.js';
-import { deserializeReplicaId, lookupKey, maxLsn, replicaIdToSubkey } from './encoding.js';
+import { lookupKey, maxLsn, subkeyOfStoredKey } from './encoding.js';
 import type { PgStateBucketStorageFactory } from './factory.js';
 import { Observers } from './observers.js';
 import type { PgStateReplicationStream, SyncRulesRow } from './persisted.js';
@@ -264,6 +264,12 @@ export class PgStateSyncRulesStorage
     return [...byLookup].map(([lookup, rows]) => ({ lookup, rows }));
   }
 
+  /**
+   * Ops of the requested buckets after their `start`, up to `checkpoint`, in bucket (byte order) then op order,
+   * `limit` ops at most, as chunks of at most `chunkLimitBytes` of data (a chunk always holds at least one op).
+   * Rows are read in pages bounded by the same byte limit (a running sum cut server-side), so memory holds one
+   * chunk and one page, never `limit` large rows at once.
+   */
   async *getBucketDataBatch(
     checkpoint: ReplicationCheckpoint,
     dataBuckets: BucketDataRequest[],
@@ -273,71 +279,109 @@ export class PgStateSyncRulesStorage
     const limit = options?.limit ?? DEFAULT_DOCUMENT_BATCH_LIMIT;
     const chunkLimitBytes = options?.chunkLimitBytes ?? DEFAULT_DOCUMENT_CHUNK_LIMIT_BYTES;
     const starts = new Map(dataBuckets.map((r) => [r.bucket, r.start]));
-    // Per-bucket index range scans (LATERAL ... LIMIT), then one ordered, limited batch over all buckets.
-    const rows = await this.db.query<BucketDataRow>(
-      `SELECT b.bucket_name, b.op_id, b.op, b.source_table, b.source_key, b.table_name, b.row_id, b.checksum,
-              b.data, b.target_op
-       FROM unnest($2::text[], $3::int8[]) AS r(bucket, start_op)
-       CROSS JOIN LATERAL (
-         SELECT * FROM ${this.db.names.bucketData} d
-         WHERE d.group_id = $1 AND d.bucket_name = r.bucket AND d.op_id > r.start_op AND d.op_id <= $4
-         ORDER BY d.op_id
-         LIMIT $5
-       ) b
-       ORDER BY b.bucket_name COLLATE "C", b.op_id
-       LIMIT $5`,
-      [
-        this.replicationStreamId,
-        dataBuckets.map((r) => r.bucket),
-        dataBuckets.map((r) => r.start.toString()),
-        checkpoint.checkpoint,
-        limit,
-      ],
-    );
+    // Where the next page starts: buckets in the order the query returns them, each from its last op.
+    const cursor = [...starts].sort(([a], [b]) => compareBytes(a, b));
 
     let chunk: SyncBucketData | null = null;
     let chunkBytes = 0;
     let targetOp: InternalOpId | null = null;
     let count = 0;
-    for (const row of rows) {
-      const size = row.data ? Buffer.byteLength(row.data) : 0;
-      const full =
-        chunk != null &&
-        (chunkBytes >= chunkLimitBytes ||
-          (chunk.data.length > 0 && chunkBytes + size > chunkLimitBytes) ||
-          chunk.data.length >= limit);
-      if (chunk == null || chunk.bucket !== row.bucket_name || full) {
-        let after: string | undefined;
-        if (chunk != null) {
-          if (chunk.bucket === row.bucket_name) {
-            chunk.has_more = true;
-            after = chunk.next_after;
+    let exhausted = false;
+    while (!exhausted && count < limit && cursor.length > 0) {
+      const pageLimit = limit - count;
+      const rows = await this.bucketDataPage(checkpoint.checkpoint, cursor, pageLimit, chunkLimitBytes);
+      if (rows.length < pageLimit && !rows.cut) exhausted = true;
+      for (const row of rows) {
+        const size = row.data ? Buffer.byteLength(row.data) : 0;
+        const full =
+          chunk != null &&
+          (chunkBytes >= chunkLimitBytes ||
+            (chunk.data.length > 0 && chunkBytes + size > chunkLimitBytes) ||
+            chunk.data.length >= limit);
+        if (chunk == null || chunk.bucket !== row.bucket_name || full) {
+          let after: string | undefined;
+          if (chunk != null) {
+            if (chunk.bucket === row.bucket_name) {
+              chunk.has_more = true;
+              after = chunk.next_after;
+            }
+            yield { chunkData: chunk, targetOp };
+            chunk = null;
           }
-          yield { chunkData: chunk, targetOp };
-          chunk = null;
-          if (count >= limit) return;
+          if (after == null) {
+            const start = starts.get(row.bucket_name);
+            if (start == null) throw new Error(`Unexpected data for bucket ${row.bucket_name}`);
+            after = start.toString();
+          }
+          chunk = { bucket: row.bucket_name, after, has_more: false, data: [], next_after: after };
+          chunkBytes = 0;
+          targetOp = null;
         }
-        if (after == null) {
-          const start = starts.get(row.bucket_name);
-          if (start == null) throw new Error(`Unexpected data for bucket ${row.bucket_name}`);
-          after = start.toString();
-        }
-        chunk = { bucket: row.bucket_name, after, has_more: false, data: [], next_after: after };
-        chunkBytes = 0;
-        targetOp = null;
+        const entry: OplogEntry = toOplogEntry(row);
+        if (row.target_op != null && (targetOp == null || row.target_op > targetOp)) targetOp = row.target_op;
+        chunk.data.push(entry);
+        chunk.next_after = entry.op_id;
+        chunkBytes += size;
+        count++;
+        // The next page continues after this op; buckets before it are done.
+        while (cursor.length > 0 && cursor[0]![0] !== row.bucket_name) cursor.shift();
+        if (cursor.length > 0) cursor[0]![1] = row.op_id;
       }
-      const entry: OplogEntry = toOplogEntry(row);
-      if (row.target_op != null && (targetOp == null || row.target_op > targetOp)) targetOp = row.target_op;
-      chunk.data.push(entry);
-      chunk.next_after = entry.op_id;
-      chunkBytes += size;
-      count++;
     }
     if (chunk != null) {
       // The last chunk may continue when the batch hit the row limit (true is safe when exactly at the limit).
       chunk.has_more = count >= limit;
       yield { chunkData: chunk, targetOp };
     }
+  }
+
+  /**
+   * One page of ops: per-bucket index range scans (LATERAL ... LIMIT), one ordered, limited batch over all buckets,
+   * cut after the op whose data reaches `maxBytes` (`cut` says the page ended there rather than at `limit`).
+   */
+  private async bucketDataPage(
+    checkpoint: InternalOpId,
+    cursor: [string, InternalOpId][],
+    limit: number,
+    maxBytes: number,
+  ): Promise<BucketDataRow[] & { cut?: boolean }> {
+    const rows: BucketDataRow[] & { cut?: boolean } = await this.db.query<BucketDataRow & { last: boolean }>(
+      `SELECT * FROM (
+         SELECT p.*, sum(octet_length(p.data)) OVER w - coalesce(octet_length(p.data), 0) AS before_bytes,
+                row_number() OVER w AS n
+         FROM (
+           SELECT b.bucket_name, b.op_id, b.op, b.source_table, b.source_key, b.table_name, b.row_id, b.checksum,
+                  b.data, b.target_op
+           FROM unnest($2::text[], $3::int8[]) AS r(bucket, start_op)
+           CROSS JOIN LATERAL (
+             SELECT * FROM ${this.db.names.bucketData} d
+             WHERE d.group_id = $1 AND d.bucket_name = r.bucket AND d.op_id > r.start_op AND d.op_id <= $4
+             ORDER BY d.op_id
+             LIMIT $5
+           ) b
+           ORDER BY b.bucket_name COLLATE "C", b.op_id
+           LIMIT $5
+         ) p
+         WINDOW w AS (ORDER BY p.bucket_name COLLATE "C", p.op_id ROWS UNBOUNDED PRECEDING)
+       ) q
+       WHERE n = 1 OR coalesce(before_bytes, 0) < $6
+       ORDER BY bucket_name COLLATE "C", op_id`,
+      [
+        this.replicationStreamId,
+        cursor.map(([bucket]) => bucket),
+        cursor.map(([, start]) => start.toString()),
+        checkpoint,
+        limit,
+        maxBytes,
+      ],
+    );
+    // Fewer rows than asked for and the last one not reaching the byte limit: the buckets are drained.
+    const last = rows.at(-1) as (BucketDataRow & { before_bytes?: string | null }) | undefined;
+    if (last != null && rows.length < limit) {
+      const lastSize = last.data ? Buffer.byteLength(last.data) : 0;
+      rows.cut = Number(last.before_bytes ?? 0) + lastSize >= maxBytes;
+    }
+    return rows;
   }
 
   async getChecksums(
@@ -449,10 +493,15 @@ function toOplogEntry(row: BucketDataRow): OplogEntry {
       checksum: Number(row.checksum),
       subkey:
         row.source_table != null && row.source_key != null
-          ? replicaIdToSubkey(row.source_table, deserializeReplicaId(row.source_key))
+          ? subkeyOfStoredKey(row.source_table, row.source_key)
           : undefined,
       data: row.data,
     };
   }
   return { op_id: row.op_id.toString(), op: row.op, checksum: Number(row.checksum) };
+}
+
+/** Byte-wise (UTF-8) string order, as `COLLATE "C"` sorts bucket names. */
+function compareBytes(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }

@@ -1,4 +1,4 @@
-import { normalizeStorageConfig } from './config.js';
+import { type BatchLimitsInput, normalizeStorageConfig } from './config.js';
 import { StorageDb } from './db.js';
 import { PgStateBucketStorageFactory } from './factory.js';
 import type { TestStorageConfig, TestStorageOptions } from './types.js';
@@ -12,6 +12,8 @@ export interface PgStateTestSetupOptions {
   storageVersion?: number;
   /** Lease length for replication locks (default 60 s). */
   lockLeaseMs?: number;
+  /** `storage.batch_limits` (flush sizes, current-data load size). */
+  batchLimits?: BatchLimitsInput;
 }
 
 /**
@@ -28,6 +30,7 @@ export function pgstateTestSetup(options: PgStateTestSetupOptions): TestStorageC
     schema: options.schema,
     default_storage_version: options.storageVersion,
     lock_lease_ms: options.lockLeaseMs,
+    batch_limits: options.batchLimits,
   });
   const reset = async (opts?: TestStorageOptions) => {
     const db = new StorageDb(config);

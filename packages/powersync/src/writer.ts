@@ -1,14 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { PgStateError } from '@pgstate/core';
 import { JSONBig } from '@powersync/service-jsonbig';
-import type {
-  EvaluatedParameters,
-  EvaluatedRow,
-  HydratedSyncConfig,
-  SqlEventDescriptor,
-  SqliteRow,
-} from '@powersync/service-sync-rules';
+import type { HydratedSyncConfig, SqlEventDescriptor, SqliteRow } from '@powersync/service-sync-rules';
 import type pg from 'pg';
 import type { BatchLimits } from './config.js';
 import type { Queryable, StorageDb } from './db.js';
@@ -76,47 +69,109 @@ interface CurrentBucket {
 
 interface CurrentRow {
   buckets: CurrentBucket[];
-  /** Undefined when only the key was loaded (skipExistingRows). */
+  /** Undefined until loaded (or when only the key was loaded, for skipExistingRows). */
   data?: Buffer;
+  /** Stored size of `data`, to load it in size-bounded chunks. */
+  size: number;
   lookups: Buffer[];
 }
 
-/** One queued `save()` with its keys precomputed. */
+/** A PUT computed from an evaluated row: JSON data and its checksum. */
+interface PutOp {
+  bucket: string;
+  table: string;
+  id: string;
+  data: string;
+  checksum: number;
+}
+
+interface ParameterOp {
+  lookup: Buffer;
+  parameters: string;
+}
+
+/** What a complete row turns into: its stored current data, and (unless it is incomplete) its ops. */
+interface EvaluatedAfter {
+  data: Buffer;
+  /** False when the row is incomplete (TOASTed values, or too large): current data is kept, no ops are emitted. */
+  complete: boolean;
+  puts: PutOp[];
+  parameters: ParameterOp[];
+}
+
+/** In-memory map key of a stored replica id (never persisted). */
+const cacheKey = (tableId: string, key: Buffer) => `${tableId}\u0000${key.toString('latin1')}`;
+
+/** One queued `save()` with its keys precomputed, and its evaluation when it does not depend on stored data. */
 class RecordOperation {
   readonly beforeId: ReplicaId;
   readonly afterId: ReplicaId | null;
   readonly tableId: string;
   readonly beforeKey: Buffer;
   readonly afterKey: Buffer | null;
+  readonly beforeCacheKey: string;
+  readonly afterCacheKey: string | null;
   readonly estimatedSize: number;
+  /** Set by `save()` when `after` is complete: the evaluation is then the same whatever the stored row is. */
+  evaluated: EvaluatedAfter | undefined;
 
   constructor(readonly record: SaveOptions) {
     this.afterId = record.afterReplicaId ?? null;
     this.beforeId = record.beforeReplicaId ?? record.afterReplicaId;
     this.tableId = record.sourceTable.id;
-    this.beforeKey = serializeReplicaId(this.beforeId);
     this.afterKey = this.afterId == null ? null : serializeReplicaId(this.afterId);
+    this.beforeKey =
+      this.afterKey != null && (record.beforeReplicaId == null || record.beforeReplicaId === record.afterReplicaId)
+        ? this.afterKey
+        : serializeReplicaId(this.beforeId);
+    this.beforeCacheKey = cacheKey(this.tableId, this.beforeKey);
+    this.afterCacheKey =
+      this.afterKey == null
+        ? null
+        : this.afterKey === this.beforeKey
+          ? this.beforeCacheKey
+          : cacheKey(this.tableId, this.afterKey);
     this.estimatedSize =
       estimateRowSize(record.before as Record<string, unknown> | undefined) +
       estimateRowSize(record.after as Record<string, unknown> | undefined);
   }
 }
 
-const cacheKey = (tableId: string, key: Buffer) => `${tableId}.${key.toString('base64')}`;
+const NEEDS_ESCAPE = /["\\]/g;
 
-/** Everything one transaction writes, accumulated in memory and sent as a few set-based statements. */
+/**
+ * A PostgreSQL text[] literal. The driver builds one element by element with two regex passes each; this is one
+ * join over elements quoted with one pass, which matters at thousands of elements per statement.
+ */
+export function textArrayLiteral(values: readonly (string | number | null)[]): string {
+  const parts = new Array<string>(values.length);
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    parts[i] = v == null ? 'NULL' : typeof v === 'number' ? String(v) : `"${v.replace(NEEDS_ESCAPE, '\\$&')}"`;
+  }
+  return `{${parts.join(',')}}`;
+}
+
+/** Orders in-memory keys (table id, then key bytes: latin1 strings compare byte-wise); lock order for writers. */
+const byCacheKey = (a: [string, unknown], b: [string, unknown]) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0);
+
+/**
+ * Everything one transaction writes, accumulated in memory as columns and sent as one set-based statement. Columns
+ * travel as JSON arrays (bytea as hex): `JSON.stringify` is native, where the driver's text-array literals escape
+ * element by element in JavaScript, which dominated the writer's CPU time.
+ */
 class PendingWrites {
   readonly bucketOps: {
     bucket: string[];
     op: string[];
     sourceTable: string[];
-    sourceKey: Buffer[];
+    sourceKey: string[];
     tableName: string[];
     rowId: string[];
-    checksum: string[];
+    checksum: number[];
     data: (string | null)[];
   } = { bucket: [], op: [], sourceTable: [], sourceKey: [], tableName: [], rowId: [], checksum: [], data: [] };
-  readonly params: { sourceTable: string[]; sourceKey: Buffer[]; lookup: Buffer[]; parameters: string[] } = {
+  readonly params: { sourceTable: string[]; sourceKey: string[]; lookup: string[]; parameters: string[] } = {
     sourceTable: [],
     sourceKey: [],
     lookup: [],
@@ -124,9 +179,9 @@ class PendingWrites {
   };
   readonly upserts = new Map<
     string,
-    { sourceTable: string; key: Buffer; buckets: string; data: Buffer; lookups: string }
+    { sourceTable: string; key: string; buckets: CurrentBucket[]; data: string; lookups: string[]; stored: boolean }
   >();
-  readonly deletes = new Map<string, { sourceTable: string; key: Buffer }>();
+  readonly deletes = new Map<string, { sourceTable: string; key: string }>();
   size = 0;
 
   constructor(private readonly limits: BatchLimits) {}
@@ -151,41 +206,50 @@ class PendingWrites {
   }
 
   /** PUT for every evaluated row, REMOVE for every bucket the row was in before and is not in now. */
-  saveBucketData(tableId: string, sourceKey: ReplicaId, before: CurrentBucket[], evaluated: EvaluatedRow[]): void {
-    const remaining = new Map(before.map((b) => [`${b.bucket}/${b.table}/${b.id}`, b]));
-    const key = serializeReplicaId(sourceKey);
-    for (const e of evaluated) {
-      remaining.delete(`${e.bucket}/${e.table}/${e.id}`);
-      const data = JSONBig.stringify(e.data);
-      this.pushOp(e.bucket, 'PUT', tableId, key, e.table, e.id, hashData(e.table, e.id, data), data);
+  saveBucketData(tableId: string, sourceKey: ReplicaId, key: Buffer, before: CurrentBucket[], puts: PutOp[]): void {
+    if (puts.length === 0 && before.length === 0) return;
+    const hex = key.toString('hex');
+    let remaining: Map<string, CurrentBucket> | undefined;
+    if (before.length > 0) remaining = new Map(before.map((b) => [`${b.bucket}/${b.table}/${b.id}`, b]));
+    for (const e of puts) {
+      remaining?.delete(`${e.bucket}/${e.table}/${e.id}`);
+      this.pushOp(e.bucket, 'PUT', tableId, hex, e.table, e.id, e.checksum, e.data);
     }
-    if (remaining.size > 0) {
+    if (remaining != null && remaining.size > 0) {
       const checksum = hashDelete(tableId, sourceKey);
-      for (const b of remaining.values()) this.pushOp(b.bucket, 'REMOVE', tableId, key, b.table, b.id, checksum, null);
+      for (const b of remaining.values()) this.pushOp(b.bucket, 'REMOVE', tableId, hex, b.table, b.id, checksum, null);
     }
   }
 
   /** A row per lookup now produced, and a `'[]'` tombstone per lookup the row no longer produces. */
-  saveParameterData(tableId: string, sourceKey: ReplicaId, evaluated: EvaluatedParameters[], before: Buffer[]): void {
-    const remaining = new Map(before.map((l) => [l.toString('base64'), l]));
-    const key = serializeReplicaId(sourceKey);
+  saveParameterData(tableId: string, key: Buffer, evaluated: ParameterOp[], before: Buffer[]): void {
+    if (evaluated.length === 0 && before.length === 0) return;
+    const hex = key.toString('hex');
+    let remaining: Map<string, Buffer> | undefined;
+    if (before.length > 0) remaining = new Map(before.map((l) => [l.toString('latin1'), l]));
     for (const result of evaluated) {
-      const lookup = lookupKey(result.lookup);
-      remaining.delete(lookup.toString('base64'));
-      this.pushParam(tableId, key, lookup, JSONBig.stringify(result.bucketParameters));
+      remaining?.delete(result.lookup.toString('latin1'));
+      this.pushParam(tableId, hex, result.lookup, result.parameters);
     }
-    for (const lookup of remaining.values()) this.pushParam(tableId, key, lookup, '[]');
+    if (remaining != null) for (const lookup of remaining.values()) this.pushParam(tableId, hex, lookup, '[]');
   }
 
-  upsertCurrent(tableId: string, key: Buffer, row: { buckets: CurrentBucket[]; data: Buffer; lookups: Buffer[] }) {
+  /** `stored`: the row is in the table now (else a plain INSERT, cheaper than ON CONFLICT's speculative one). */
+  upsertCurrent(
+    tableId: string,
+    key: Buffer,
+    row: { buckets: CurrentBucket[]; data: Buffer; lookups: Buffer[] },
+    stored: boolean,
+  ) {
     const k = cacheKey(tableId, key);
     this.deletes.delete(k);
     this.upserts.set(k, {
       sourceTable: tableId,
-      key,
-      buckets: JSON.stringify(row.buckets),
-      data: row.data,
-      lookups: JSON.stringify(row.lookups.map((l) => l.toString('hex'))),
+      key: key.toString('hex'),
+      buckets: row.buckets,
+      data: row.data.toString('hex'),
+      lookups: row.lookups.map((l) => l.toString('hex')),
+      stored,
     });
     this.size += row.data.byteLength + key.byteLength + row.lookups.reduce((n, l) => n + l.byteLength, 0) + 100;
   }
@@ -193,7 +257,7 @@ class PendingWrites {
   deleteCurrent(tableId: string, key: Buffer) {
     const k = cacheKey(tableId, key);
     this.upserts.delete(k);
-    this.deletes.set(k, { sourceTable: tableId, key });
+    this.deletes.set(k, { sourceTable: tableId, key: key.toString('hex') });
     this.size += key.byteLength + 100;
   }
 
@@ -201,7 +265,7 @@ class PendingWrites {
     bucket: string,
     op: string,
     tableId: string,
-    key: Buffer,
+    keyHex: string,
     table: string,
     id: string,
     checksum: number,
@@ -211,84 +275,112 @@ class PendingWrites {
     o.bucket.push(bucket);
     o.op.push(op);
     o.sourceTable.push(tableId);
-    o.sourceKey.push(key);
+    o.sourceKey.push(keyHex);
     o.tableName.push(table);
     o.rowId.push(id);
-    o.checksum.push(String(checksum));
+    o.checksum.push(checksum);
     o.data.push(data);
-    this.size += bucket.length + (data?.length ?? 0) + key.byteLength + 100;
+    this.size += bucket.length + (data?.length ?? 0) + keyHex.length / 2 + 100;
   }
 
-  private pushParam(tableId: string, key: Buffer, lookup: Buffer, parameters: string) {
+  private pushParam(tableId: string, keyHex: string, lookup: Buffer, parameters: string) {
     this.params.sourceTable.push(tableId);
-    this.params.sourceKey.push(key);
-    this.params.lookup.push(lookup);
+    this.params.sourceKey.push(keyHex);
+    this.params.lookup.push(lookup.toString('hex'));
     this.params.parameters.push(parameters);
-    this.size += lookup.byteLength + parameters.length + key.byteLength + 100;
+    this.size += lookup.byteLength + parameters.length + keyHex.length / 2 + 100;
   }
 
-  /** current_data first (where lock conflicts show up), in key order to avoid deadlocks, then the op log. */
-  async write(db: StorageDb, client: Queryable, groupId: number): Promise<void> {
+  /**
+   * Writes everything in ONE statement (data-modifying CTEs: one round trip, one parse) and returns the checkpoint
+   * candidate: the highest op id written, or, when no op was written, the sequence position (0 before the first
+   * op), as upstream does. current_data rows are written in key order so concurrent writers cannot deadlock; the
+   * upserted and deleted keys are disjoint (see upsertCurrent/deleteCurrent), so the CTEs never touch a row twice.
+   */
+  async write(db: StorageDb, client: Queryable, groupId: number, clearError: boolean): Promise<bigint> {
     const n = db.names;
-    const byKey = <T extends { sourceTable: string; key: Buffer }>(a: T, b: T) =>
-      a.sourceTable < b.sourceTable ? -1 : a.sourceTable > b.sourceTable ? 1 : Buffer.compare(a.key, b.key);
-    if (this.upserts.size > 0) {
-      const rows = [...this.upserts.values()].sort(byKey);
-      await db.query(
-        `INSERT INTO ${n.currentData} AS c (group_id, source_table, source_key, buckets, data, lookups)
-         SELECT $1, u.source_table, u.source_key, u.buckets::jsonb, u.data,
-                ARRAY(SELECT decode(x, 'hex') FROM jsonb_array_elements_text(u.lookups::jsonb) AS x)
-         FROM unnest($2::text[], $3::bytea[], $4::text[], $5::bytea[], $6::text[])
-           AS u(source_table, source_key, buckets, data, lookups)
-         ON CONFLICT (group_id, source_table, source_key)
-         DO UPDATE SET buckets = EXCLUDED.buckets, data = EXCLUDED.data, lookups = EXCLUDED.lookups`,
-        [
-          groupId,
-          rows.map((r) => r.sourceTable),
-          rows.map((r) => r.key),
-          rows.map((r) => r.buckets),
-          rows.map((r) => r.data),
-          rows.map((r) => r.lookups),
-        ],
-        client,
-      );
+    const values: unknown[] = [groupId];
+    const json = (column: unknown[]) => {
+      values.push(JSON.stringify(column));
+      return `$${values.length}::json`;
+    };
+    /** A text-array parameter sent as one ready literal, expanded row-wise by `ROWS FROM (unnest(...))`. */
+    const text = (column: readonly (string | number | null)[]) => {
+      values.push(textArrayLiteral(column));
+      return `unnest($${values.length}::text[])`;
+    };
+    const ctes: string[] = [];
+    const sortedUpserts = [...this.upserts.entries()].sort(byCacheKey).map((e) => e[1]);
+    for (const stored of [false, true]) {
+      const rows = sortedUpserts.filter((r) => r.stored === stored);
+      if (rows.length === 0) continue;
+      ctes.push(`${stored ? 'updated' : 'inserted'} AS (
+        INSERT INTO ${n.currentData} AS c (group_id, source_table, source_key, buckets, data, lookups)
+        SELECT $1, u.source_table, decode(u.source_key, 'hex'), u.buckets::jsonb, decode(u.data, 'hex'),
+               CASE WHEN json_array_length(u.lookups) = 0 THEN '{}'::bytea[]
+                    ELSE ARRAY(SELECT decode(x, 'hex') FROM json_array_elements_text(u.lookups) AS x) END
+        FROM ROWS FROM (${text(rows.map((r) => r.sourceTable))}, ${text(rows.map((r) => r.key))},
+                        json_array_elements(${json(rows.map((r) => r.buckets))}), ${text(rows.map((r) => r.data))},
+                        json_array_elements(${json(rows.map((r) => r.lookups))})) WITH ORDINALITY
+          AS u(source_table, source_key, buckets, data, lookups, ord)
+        ORDER BY u.ord
+        ${
+          stored
+            ? 'ON CONFLICT (group_id, source_table, source_key) DO UPDATE SET buckets = EXCLUDED.buckets, data = EXCLUDED.data, lookups = EXCLUDED.lookups'
+            : ''
+        })`);
     }
     if (this.deletes.size > 0) {
-      const rows = [...this.deletes.values()].sort(byKey);
-      await db.query(
-        `DELETE FROM ${n.currentData} c USING unnest($2::text[], $3::bytea[]) AS d(source_table, source_key)
-         WHERE c.group_id = $1 AND c.source_table = d.source_table AND c.source_key = d.source_key`,
-        [groupId, rows.map((r) => r.sourceTable), rows.map((r) => r.key)],
-        client,
-      );
+      const rows = [...this.deletes.entries()].sort(byCacheKey).map((e) => e[1]);
+      ctes.push(`deleted AS (
+        DELETE FROM ${n.currentData} c
+        USING ROWS FROM (${text(rows.map((r) => r.sourceTable))}, ${text(rows.map((r) => r.key))})
+          AS d(source_table, source_key)
+        WHERE c.group_id = $1 AND c.source_table = d.source_table AND c.source_key = decode(d.source_key, 'hex'))`);
     }
     const o = this.bucketOps;
+    const maxes: string[] = [];
     if (o.bucket.length > 0) {
       // Op ids are taken in array order (volatile target lists are evaluated after ORDER BY).
-      await db.query(
-        `INSERT INTO ${n.bucketData}
-           (group_id, bucket_name, op_id, op, source_table, source_key, table_name, row_id, checksum, data)
-         SELECT $1, u.bucket, nextval(${n.opIdSequenceLiteral}::regclass), u.op, u.source_table, u.source_key,
-                u.table_name, u.row_id, u.checksum, u.data
-         FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[], $7::text[], $8::int8[], $9::text[])
-           WITH ORDINALITY AS u(bucket, op, source_table, source_key, table_name, row_id, checksum, data, ord)
-         ORDER BY u.ord`,
-        [groupId, o.bucket, o.op, o.sourceTable, o.sourceKey, o.tableName, o.rowId, o.checksum, o.data],
-        client,
-      );
+      ctes.push(`ops AS (
+        INSERT INTO ${n.bucketData}
+          (group_id, bucket_name, op_id, op, source_table, source_key, table_name, row_id, checksum, data)
+        SELECT $1, u.bucket, nextval(${n.opIdSequenceLiteral}::regclass), u.op, u.source_table,
+               decode(u.source_key, 'hex'), u.table_name, u.row_id, u.checksum::int8, u.data
+        FROM ROWS FROM (${text(o.bucket)}, ${text(o.op)}, ${text(o.sourceTable)}, ${text(o.sourceKey)},
+                        ${text(o.tableName)}, ${text(o.rowId)}, ${text(o.checksum)}, ${text(o.data)})
+          WITH ORDINALITY AS u(bucket, op, source_table, source_key, table_name, row_id, checksum, data, ord)
+        ORDER BY u.ord
+        RETURNING op_id)`);
+      maxes.push('(SELECT max(op_id) FROM ops)');
     }
     const p = this.params;
     if (p.lookup.length > 0) {
-      await db.query(
-        `INSERT INTO ${n.bucketParameters} (id, group_id, source_table, source_key, lookup, bucket_parameters)
-         SELECT nextval(${n.opIdSequenceLiteral}::regclass), $1, u.source_table, u.source_key, u.lookup, u.parameters
-         FROM unnest($2::text[], $3::bytea[], $4::bytea[], $5::text[])
-           WITH ORDINALITY AS u(source_table, source_key, lookup, parameters, ord)
-         ORDER BY u.ord`,
-        [groupId, p.sourceTable, p.sourceKey, p.lookup, p.parameters],
-        client,
-      );
+      ctes.push(`params AS (
+        INSERT INTO ${n.bucketParameters} (id, group_id, source_table, source_key, lookup, bucket_parameters)
+        SELECT nextval(${n.opIdSequenceLiteral}::regclass), $1, u.source_table, decode(u.source_key, 'hex'),
+               decode(u.lookup, 'hex'), u.parameters
+        FROM ROWS FROM (${text(p.sourceTable)}, ${text(p.sourceKey)}, ${text(p.lookup)}, ${text(p.parameters)})
+          WITH ORDINALITY AS u(source_table, source_key, lookup, parameters, ord)
+        ORDER BY u.ord
+        RETURNING id)`);
+      maxes.push('(SELECT max(id) FROM params)');
     }
+    ctes.push(`keepalive AS (
+      UPDATE ${n.syncRules} SET last_keepalive_ts = now()${clearError ? ', last_fatal_error = NULL' : ''}
+      WHERE id = $1)`);
+    // COALESCE reads the sequence only when this statement took no op id (then its position is unaffected).
+    const position = `(SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM ${n.opIdSequence})`;
+    const value =
+      maxes.length === 0
+        ? position
+        : `COALESCE(${maxes.length === 1 ? maxes[0] : `GREATEST(${maxes.join(', ')})`}, ${position})`;
+    const row = await db.first<{ value: bigint }>(
+      `WITH ${ctes.join(',\n')} SELECT ${value}::int8 AS value`,
+      values,
+      client,
+    );
+    return row!.value;
   }
 }
 
@@ -311,9 +403,15 @@ interface SourceTableRow {
 }
 
 /**
- * The replication writer for one stream. `save()` queues; `flush()` evaluates the queued rows against the
- * sync rules and the rows' previous state (current_data) and writes PUT/REMOVE ops, parameter rows and the new
- * current state in REPEATABLE READ transactions of bounded size; `commit()` makes flushed ops visible.
+ * The replication writer for one stream. `save()` queues (and evaluates complete rows against the sync rules right
+ * away); `flush()` diffs the queued rows against their previous state (current_data) and writes PUT/REMOVE ops,
+ * parameter rows and the new current state in REPEATABLE READ transactions of bounded size; `commit()` makes
+ * flushed ops visible.
+ *
+ * When the queue is full, `save()` starts that flush in the background and returns, so the caller's next rows are
+ * evaluated while the database writes the previous batch. At most one flush runs at a time (each waits for the one
+ * before, so every batch sees the previous one's current data), and every other method first waits for it; a
+ * background flush that fails (after its retries) fails the next call, and the writer stays failed.
  */
 export class PgStateBucketBatch extends Observers<BucketBatchStorageListener> implements BucketStorageBatch {
   last_flushed_op: InternalOpId | null = null;
@@ -330,6 +428,9 @@ export class PgStateBucketBatch extends Observers<BucketBatchStorageListener> im
   private needsActivation = true;
   private clearedError = false;
   private customWriteCheckpoints: BatchedCustomWriteCheckpointOptions[] = [];
+  /** The flush `save()` started in the background (at most one), and the error it ended with. */
+  private inflight: Promise<void> | null = null;
+  private failure: { error: unknown } | null = null;
 
   constructor(private readonly options: BucketBatchOptions) {
     super();
@@ -343,10 +444,17 @@ export class PgStateBucketBatch extends Observers<BucketBatchStorageListener> im
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
+    await this.inflight;
     if (this.pending.length > 0 || this.customWriteCheckpoints.length > 0) {
       this.logger.warn('Disposing writer with unflushed changes');
     }
     this.clearListeners();
+  }
+
+  /** Waits for a background flush and rethrows its failure (then and on every later call). */
+  private async settle(): Promise<void> {
+    if (this.inflight != null) await this.inflight;
+    if (this.failure != null) throw this.failure.error;
   }
 
   dispose(): Promise<void> {
@@ -365,6 +473,7 @@ export class PgStateBucketBatch extends Observers<BucketBatchStorageListener> im
     }));
     const relation = { object_id: source.objectId };
     const n = this.db.names;
+    await this.settle();
     return this.db.transaction(async (client) => {
       const matchRelation = source.objectId != null;
       let row = await this.db.first<SourceTableRow>(
@@ -435,6 +544,7 @@ export class PgStateBucketBatch extends Observers<BucketBatchStorageListener> im
   }
 
   async getSourceTableStatus(table: SourceTable): Promise<SourceTable | null> {
+    await this.settle();
     const row = await this.db.first<SourceTableRow>(
       `SELECT * FROM ${this.db.names.sourceTables} WHERE group_id = $1 AND id = $2`,
       [this.groupId, String(table.id)],
@@ -446,6 +556,7 @@ export class PgStateBucketBatch extends Observers<BucketBatchStorageListener> im
   // ---- Rows ---------------------------------------------------------------------------------------------
 
   async save(record: SaveOptions): Promise<FlushedResult | null> {
+    if (this.failure != null) throw this.failure.error;
     const { sourceTable, tag, before, after } = record;
     const storeCurrentData = this.options.storeCurrentData && sourceTable.storeCurrentData;
     if (sourceTable.syncEvent) {
@@ -465,14 +576,32 @@ export class PgStateBucketBatch extends Observers<BucketBatchStorageListener> im
     if (!sourceTable.syncData && !sourceTable.syncParameters) return null;
 
     const op = new RecordOperation(record);
+    // A complete row evaluates the same whatever its stored state is: do it now, while a flush may be running.
+    if (op.afterId != null && after != null && (!storeCurrentData || !hasToastedValues(after))) {
+      op.evaluated = this.evaluateAfter(sourceTable, after as Record<string, unknown>, storeCurrentData);
+    }
     this.pending.push(op);
     this.pendingSize += op.estimatedSize;
+    // `await save()` alone never reaches the event loop's I/O phase: yield now and then so the background flush's
+    // replies are handled while the caller keeps saving.
+    if (this.inflight != null && this.pending.length % 32 === 0) await new Promise<void>((r) => setImmediate(r));
     const limits = this.options.batchLimits;
     if (this.pending.length >= limits.max_record_count || this.pendingSize > limits.max_current_data_batch_size) {
-      const result = await this.flush();
-      // Let other streams' writers get a turn on the shared server.
-      await sleep(5);
-      return result;
+      const waited = this.inflight != null;
+      await this.settle();
+      const batch = this.pending;
+      this.pending = [];
+      this.pendingSize = 0;
+      this.inflight = this.flushOps(batch).then(
+        () => {
+          this.inflight = null;
+        },
+        (error) => {
+          this.inflight = null;
+          this.failure ??= { error };
+        },
+      );
+      return waited && this.last_flushed_op != null ? { flushed_op: this.last_flushed_op } : null;
     }
     return null;
   }
@@ -484,28 +613,12 @@ export class PgStateBucketBatch extends Observers<BucketBatchStorageListener> im
   }
 
   async flush(): Promise<FlushedResult | null> {
-    let result: FlushedResult | null = null;
-    while (this.pending.length > 0) {
-      await this.options.hooks?.beforeBatchFlush?.(this);
-      const ops = this.pending;
-      const { consumed, lastOp, clearedError } = await this.db.retryingTransaction(
-        (client) => this.flushTransaction(client, ops),
-        {
-          onRetry: (error, attempt) =>
-            this.logger.warn(
-              `Serialization failure during replication transaction (attempt ${attempt + 1}), retrying`,
-              error,
-            ),
-        },
-      );
-      this.pending = ops.slice(consumed);
-      this.pendingSize = this.pending.reduce((n, op) => n + op.estimatedSize, 0);
-      if (clearedError) this.clearedError = true;
-      this.persistedOp = lastOp;
-      this.last_flushed_op = lastOp;
-      result = { flushed_op: lastOp };
-      await this.options.hooks?.afterBatchFlush?.(this);
-    }
+    const waited = this.inflight != null;
+    await this.settle();
+    const ops = this.pending;
+    this.pending = [];
+    this.pendingSize = 0;
+    const result = await this.flushOps(ops);
     if (this.customWriteCheckpoints.length > 0) {
       const checkpoints = this.customWriteCheckpoints;
       await this.db.query(
@@ -516,83 +629,228 @@ export class PgStateBucketBatch extends Observers<BucketBatchStorageListener> im
       );
       this.customWriteCheckpoints = [];
     }
+    return result ?? (waited && this.last_flushed_op != null ? { flushed_op: this.last_flushed_op } : null);
+  }
+
+  /** Flushes `ops` in as many bounded transactions as needed; what is not written goes back to the queue's head. */
+  private async flushOps(ops: RecordOperation[]): Promise<FlushedResult | null> {
+    let result: FlushedResult | null = null;
+    let remaining = ops;
+    try {
+      while (remaining.length > 0) {
+        await this.options.hooks?.beforeBatchFlush?.(this);
+        const batch = remaining;
+        const { consumed, lastOp, clearedError } = await this.db.retryingTransaction(
+          (client) => this.flushTransaction(client, batch),
+          {
+            // A plain INSERT of a row another writer just created: retried, it becomes an update.
+            alsoRetry: ['23505'],
+            onRetry: (error, attempt) =>
+              this.logger.warn(
+                `Serialization failure during replication transaction (attempt ${attempt + 1}), retrying`,
+                error,
+              ),
+          },
+        );
+        remaining = batch.slice(consumed);
+        if (clearedError) this.clearedError = true;
+        this.persistedOp = lastOp;
+        this.last_flushed_op = lastOp;
+        result = { flushed_op: lastOp };
+        await this.options.hooks?.afterBatchFlush?.(this);
+      }
+    } finally {
+      if (remaining.length > 0) {
+        this.pending = remaining.concat(this.pending);
+        this.pendingSize = this.pending.reduce((n, op) => n + op.estimatedSize, 0);
+      }
+    }
     return result;
   }
 
-  /** One transaction: as many queued ops as fit the batch limits. Pure with respect to writer state (retried). */
+  /**
+   * One transaction: as many queued ops as fit the batch limits. Pure with respect to writer state (retried).
+   * Round trips: the row lookup (which also locks the rows), more lookups only when the stored rows exceed
+   * `max_current_data_batch_size`, and one write statement.
+   */
   private async flushTransaction(
     client: pg.PoolClient,
     ops: RecordOperation[],
   ): Promise<{ consumed: number; lastOp: bigint; clearedError: boolean }> {
-    const n = this.db.names;
-    const tables: string[] = [];
-    const keys: Buffer[] = [];
-    const seen = new Set<string>();
-    for (const op of ops) {
-      const k = cacheKey(op.tableId, op.beforeKey);
-      if (!seen.has(k)) {
-        seen.add(k);
-        tables.push(op.tableId);
-        keys.push(op.beforeKey);
-      }
-    }
-    const columns = this.skipExistingRows
-      ? 'c.source_table, c.source_key'
-      : 'c.source_table, c.source_key, c.buckets, c.data, c.lookups';
-    const existing = await this.db.query<{
-      source_table: string;
-      source_key: Buffer;
-      buckets?: CurrentBucket[];
-      data?: Buffer;
-      lookups?: Buffer[];
-    }>(
-      `SELECT ${columns} FROM ${n.currentData} c
-       JOIN unnest($2::text[], $3::bytea[]) AS k(source_table, source_key)
-         ON c.source_table = k.source_table AND c.source_key = k.source_key
-       WHERE c.group_id = $1
-       ORDER BY c.source_table, c.source_key
-       FOR NO KEY UPDATE OF c`,
-      [this.groupId, tables, keys],
-      client,
-    );
-    const current = new Map<string, CurrentRow>();
-    for (const row of existing) {
-      current.set(cacheKey(row.source_table, row.source_key), {
-        buckets: row.buckets ?? [],
-        data: row.data,
-        lookups: row.lookups ?? [],
-      });
-    }
-
+    const current = await this.loadCurrent(client, ops);
+    const stored = new Set(current.keys());
     const writes = new PendingWrites(this.options.batchLimits);
     let consumed = 0;
     for (const op of ops) {
-      const beforeKey = cacheKey(op.tableId, op.beforeKey);
-      const next = this.applyOperation(writes, op, current.get(beforeKey) ?? null);
-      current.delete(beforeKey);
-      if (next != null && op.afterKey != null) current.set(cacheKey(op.tableId, op.afterKey), next);
+      let row = current.get(op.beforeCacheKey) ?? null;
+      if (row != null && row.data === undefined && !this.skipExistingRows) {
+        await this.loadCurrentData(client, ops, consumed, current);
+        row = current.get(op.beforeCacheKey) ?? null;
+      }
+      const next = this.applyOperation(writes, op, row, stored);
+      current.delete(op.beforeCacheKey);
+      if (next != null && op.afterKey != null) current.set(op.afterCacheKey!, next);
       consumed++;
       if (writes.full()) break;
     }
-    await writes.write(this.db, client, this.groupId);
     const clearedError = writes.any && !this.clearedError;
-    await this.db.query(
-      `UPDATE ${n.syncRules} SET last_keepalive_ts = now()${clearedError ? ', last_fatal_error = NULL' : ''} WHERE id = $1`,
-      [this.groupId],
-      client,
-    );
-    // As upstream: the sequence position (0 before the first op) is the checkpoint candidate, even when this
-    // flush wrote no ops (only current_data).
-    const seq = await this.db.first<{ value: bigint }>(
-      `SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS value FROM ${n.opIdSequence}`,
-      [],
-      client,
-    );
-    return { consumed, lastOp: seq!.value, clearedError };
+    const lastOp = await writes.write(this.db, client, this.groupId, clearedError);
+    return { consumed, lastOp, clearedError };
   }
 
-  /** Evaluates one queued op against the row's previous state; returns the row's new state (or null if gone). */
-  private applyOperation(writes: PendingWrites, op: RecordOperation, currentRow: CurrentRow | null): CurrentRow | null {
+  /**
+   * Locks the batch's stored rows (in key order, one index probe per key: a join could scan the whole table) and
+   * returns their buckets and lookups, and their data up to `max_current_data_batch_size` bytes in batch order
+   * (upstream's current-data sub-batching); the rest is loaded by `loadCurrentData` when the batch reaches it.
+   */
+  private async loadCurrent(client: Queryable, ops: RecordOperation[]): Promise<Map<string, CurrentRow>> {
+    const n = this.db.names;
+    const keys = new Map<string, RecordOperation>();
+    for (const op of ops) if (!keys.has(op.beforeCacheKey)) keys.set(op.beforeCacheKey, op);
+    const sorted = [...keys.entries()].sort(byCacheKey).map((e) => e[1]);
+    const withData = !this.skipExistingRows;
+    const rows = await this.db.query<{
+      source_table: string;
+      source_key: Buffer;
+      buckets: CurrentBucket[] | null;
+      lookups: Buffer[] | null;
+      size: number;
+      data: Buffer | null;
+    }>(
+      `WITH locked AS MATERIALIZED (
+         SELECT k.ord, c.source_table, c.source_key, c.buckets, c.lookups, c.data
+         FROM ROWS FROM (json_array_elements_text($2::json), json_array_elements_text($3::json)) WITH ORDINALITY
+           AS k(source_table, source_key, ord)
+         CROSS JOIN LATERAL (
+           SELECT * FROM ${n.currentData} c
+           WHERE c.group_id = $1 AND c.source_table = k.source_table AND c.source_key = decode(k.source_key, 'hex')
+           FOR NO KEY UPDATE
+         ) c
+       )
+       SELECT source_table, source_key,
+              CASE WHEN $5 THEN buckets END AS buckets, CASE WHEN $5 THEN lookups END AS lookups,
+              octet_length(data)::int4 AS size,
+              CASE WHEN $5 AND sum(octet_length(data)) OVER (ORDER BY ord) <= $4 THEN data END AS data
+       FROM locked`,
+      [
+        this.groupId,
+        JSON.stringify(sorted.map((o) => o.tableId)),
+        JSON.stringify(sorted.map((o) => o.beforeKey.toString('hex'))),
+        this.options.batchLimits.max_current_data_batch_size,
+        withData,
+      ],
+      client,
+    );
+    const current = new Map<string, CurrentRow>();
+    for (const row of rows) {
+      current.set(cacheKey(row.source_table, row.source_key), {
+        buckets: row.buckets ?? [],
+        data: row.data ?? undefined,
+        size: row.size,
+        lookups: row.lookups ?? [],
+      });
+    }
+    // Sizes are in key order there; here the batch order decides what is loaded first.
+    if (withData && rows.some((r) => r.data == null)) {
+      for (const row of current.values()) row.data = undefined;
+      await this.loadCurrentData(client, ops, 0, current);
+    }
+    return current;
+  }
+
+  /** Loads stored data for the not-yet-loaded rows from `ops[from]` on, up to the size limit (at least one row). */
+  private async loadCurrentData(
+    client: Queryable,
+    ops: RecordOperation[],
+    from: number,
+    current: Map<string, CurrentRow>,
+  ): Promise<void> {
+    const limit = this.options.batchLimits.max_current_data_batch_size;
+    const tables: string[] = [];
+    const keys: Buffer[] = [];
+    const chosen = new Set<string>();
+    let total = 0;
+    for (let i = from; i < ops.length; i++) {
+      const op = ops[i]!;
+      const row = current.get(op.beforeCacheKey);
+      if (row == null || row.data !== undefined || chosen.has(op.beforeCacheKey)) continue;
+      if (keys.length > 0 && total + row.size > limit) break;
+      chosen.add(op.beforeCacheKey);
+      total += row.size;
+      tables.push(op.tableId);
+      keys.push(op.beforeKey);
+    }
+    if (keys.length === 0) return;
+    // Rows of the earlier chunk that were applied are gone from `current`; these are already locked.
+    const rows = await this.db.query<{ source_table: string; source_key: Buffer; data: Buffer }>(
+      `SELECT c.source_table, c.source_key, c.data
+       FROM unnest($2::text[], $3::bytea[]) AS k(source_table, source_key)
+       CROSS JOIN LATERAL (
+         SELECT * FROM ${this.db.names.currentData} c
+         WHERE c.group_id = $1 AND c.source_table = k.source_table AND c.source_key = k.source_key
+       ) c`,
+      [this.groupId, tables, keys],
+      client,
+    );
+    for (const row of rows) {
+      const entry = current.get(cacheKey(row.source_table, row.source_key));
+      if (entry != null) entry.data = row.data;
+    }
+  }
+
+  /** Evaluates a complete (or to-be-stored-as-incomplete) row: its stored form, PUTs and parameter rows. */
+  private evaluateAfter(table: SourceTable, after: Record<string, unknown>, storeCurrentData: boolean): EvaluatedAfter {
+    let data: Buffer;
+    if (!storeCurrentData) {
+      data = EMPTY_ROW;
+    } else {
+      data = serializeRow(after);
+      if (data.byteLength > MAX_ROW_SIZE) {
+        this.logger.warn(`Row too large on ${table.qualifiedName}: ${data.byteLength} bytes; stored as TOAST`);
+        const placeholder = Object.fromEntries(Object.keys(after).map((k) => [k, undefined]));
+        return { data: serializeRow(placeholder), complete: false, puts: [], parameters: [] };
+      }
+      // A re-applied transaction can leave a partial (TOASTed) row: keep current data, emit no ops until complete.
+      if (hasToastedValues(after)) return { data, complete: false, puts: [], parameters: [] };
+    }
+    const row = after as SqliteRow;
+    const puts: PutOp[] = [];
+    const parameters: ParameterOp[] = [];
+    if (table.syncData) {
+      const { results, errors } = this.syncRules.evaluateRowWithErrors({
+        record: row,
+        sourceTable: table.ref,
+        bucketDataSources: table.bucketDataSources,
+      });
+      for (const error of errors) {
+        this.logger.error(`Failed to evaluate data query on ${table.qualifiedName}: ${error.error}`);
+      }
+      for (const e of results) {
+        const json = JSONBig.stringify(e.data);
+        puts.push({ bucket: e.bucket, table: e.table, id: e.id, data: json, checksum: hashData(e.table, e.id, json) });
+      }
+    }
+    if (table.syncParameters) {
+      const { results, errors } = this.syncRules.evaluateParameterRowWithErrors(table.ref, row, {
+        parameterLookupSources: table.parameterLookupSources,
+      });
+      for (const error of errors) {
+        this.logger.error(`Failed to evaluate parameter query on ${table.qualifiedName}: ${error.error}`);
+      }
+      for (const p of results) {
+        parameters.push({ lookup: lookupKey(p.lookup), parameters: JSONBig.stringify(p.bucketParameters) });
+      }
+    }
+    return { data, complete: true, puts, parameters };
+  }
+
+  /** Diffs one queued op against the row's previous state; returns the row's new state (or null if gone). */
+  private applyOperation(
+    writes: PendingWrites,
+    op: RecordOperation,
+    currentRow: CurrentRow | null,
+    stored: Set<string>,
+  ): CurrentRow | null {
     const { record } = op;
     const table = record.sourceTable;
     const storeCurrentData = this.options.storeCurrentData && table.storeCurrentData;
@@ -610,6 +868,7 @@ export class PgStateBucketBatch extends Observers<BucketBatchStorageListener> im
       if (currentRow != null) return currentRow;
     }
 
+    let merged = false;
     if (record.tag === 'update') {
       if (currentRow == null) {
         // Not an error when a transaction is re-applied.
@@ -620,8 +879,9 @@ export class PgStateBucketBatch extends Observers<BucketBatchStorageListener> im
       } else {
         existingBuckets = currentRow.buckets;
         existingLookups = currentRow.lookups;
-        if (storeCurrentData && currentRow.data) {
+        if (storeCurrentData && currentRow.data && op.evaluated == null) {
           after = mergeToast(after ?? {}, deserializeRow(currentRow.data));
+          merged = true;
         }
       }
     } else if (record.tag === 'delete') {
@@ -633,66 +893,48 @@ export class PgStateBucketBatch extends Observers<BucketBatchStorageListener> im
       }
     }
 
-    let afterData: Buffer | undefined;
+    let evaluated: EvaluatedAfter | undefined;
     if (op.afterId != null) {
-      if (!storeCurrentData) {
-        afterData = EMPTY_ROW;
-      } else {
-        afterData = serializeRow(after ?? {});
-        if (afterData.byteLength > MAX_ROW_SIZE) {
-          this.logger.warn(`Row too large on ${table.qualifiedName}: ${afterData.byteLength} bytes; stored as TOAST`);
-          after = Object.fromEntries(Object.keys(after ?? {}).map((k) => [k, undefined]));
-          afterData = serializeRow(after);
-        }
-      }
+      if (after == null) evaluated = { data: EMPTY_ROW, complete: false, puts: [], parameters: [] };
+      else if (!merged && op.evaluated != null) evaluated = op.evaluated;
+      else evaluated = this.evaluateAfter(table, after, storeCurrentData);
     }
 
     const idChanged = op.afterId == null || !replicaIdEquals(op.beforeId, op.afterId);
     if (op.beforeId != null && idChanged) {
       // The row left its old replica id: remove it from its old buckets and lookups.
       if (table.syncData) {
-        writes.saveBucketData(op.tableId, op.beforeId, existingBuckets, []);
+        writes.saveBucketData(op.tableId, op.beforeId, op.beforeKey, existingBuckets, []);
         existingBuckets = [];
       }
       if (table.syncParameters) {
-        writes.saveParameterData(op.tableId, op.beforeId, [], existingLookups);
+        writes.saveParameterData(op.tableId, op.beforeKey, [], existingLookups);
         existingLookups = [];
       }
     }
 
     let newBuckets: CurrentBucket[] = [];
     let newLookups: Buffer[] = [];
-    // A re-applied transaction can leave a partial (TOASTed) row: keep current data, emit no ops until complete.
-    if (op.afterId != null && after != null && (!storeCurrentData || !hasToastedValues(after))) {
-      const row = after as SqliteRow;
+    if (op.afterId != null && op.afterKey != null && evaluated?.complete) {
       if (table.syncData) {
-        const { results, errors } = this.syncRules.evaluateRowWithErrors({
-          record: row,
-          sourceTable: table.ref,
-          bucketDataSources: table.bucketDataSources,
-        });
-        for (const error of errors) {
-          this.logger.error(`Failed to evaluate data query on ${table.qualifiedName}: ${error.error}`);
-        }
-        writes.saveBucketData(op.tableId, op.afterId, existingBuckets, results);
-        newBuckets = results.map((e) => ({ bucket: e.bucket, table: e.table, id: e.id }));
+        writes.saveBucketData(op.tableId, op.afterId, op.afterKey, existingBuckets, evaluated.puts);
+        newBuckets = evaluated.puts.map((e) => ({ bucket: e.bucket, table: e.table, id: e.id }));
       }
       if (table.syncParameters) {
-        const { results, errors } = this.syncRules.evaluateParameterRowWithErrors(table.ref, row, {
-          parameterLookupSources: table.parameterLookupSources,
-        });
-        for (const error of errors) {
-          this.logger.error(`Failed to evaluate parameter query on ${table.qualifiedName}: ${error.error}`);
-        }
-        writes.saveParameterData(op.tableId, op.afterId, results, existingLookups);
-        newLookups = results.map((p) => lookupKey(p.lookup));
+        writes.saveParameterData(op.tableId, op.afterKey, evaluated.parameters, existingLookups);
+        newLookups = evaluated.parameters.map((p) => p.lookup);
       }
     }
 
     let next: CurrentRow | null = null;
-    if (op.afterId != null && op.afterKey != null) {
-      next = { buckets: newBuckets, data: afterData!, lookups: newLookups };
-      writes.upsertCurrent(op.tableId, op.afterKey, { buckets: newBuckets, data: afterData!, lookups: newLookups });
+    if (op.afterId != null && op.afterKey != null && evaluated != null) {
+      next = { buckets: newBuckets, data: evaluated.data, size: evaluated.data.byteLength, lookups: newLookups };
+      writes.upsertCurrent(
+        op.tableId,
+        op.afterKey,
+        { buckets: newBuckets, data: evaluated.data, lookups: newLookups },
+        stored.has(op.afterCacheKey!),
+      );
     }
     if (idChanged) writes.deleteCurrent(op.tableId, op.beforeKey);
     return next;
@@ -726,17 +968,12 @@ export class PgStateBucketBatch extends Observers<BucketBatchStorageListener> im
         const writes = new PendingWrites(this.options.batchLimits);
         for (const row of rows) {
           const sourceKey = deserializeReplicaId(row.source_key);
-          writes.saveBucketData(table.id, sourceKey, row.buckets, []);
-          writes.saveParameterData(table.id, sourceKey, [], row.lookups);
+          writes.saveBucketData(table.id, sourceKey, row.source_key, row.buckets, []);
+          writes.saveParameterData(table.id, row.source_key, [], row.lookups);
           writes.deleteCurrent(table.id, row.source_key);
         }
-        await writes.write(this.db, client, this.groupId);
-        const seq = await this.db.first<{ value: bigint }>(
-          `SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS value FROM ${n.opIdSequence}`,
-          [],
-          client,
-        );
-        return { count: rows.length, op: seq!.value };
+        const op = await writes.write(this.db, client, this.groupId, false);
+        return { count: rows.length, op };
       });
       processed += count;
       lastOp = op;
@@ -855,6 +1092,7 @@ export class PgStateBucketBatch extends Observers<BucketBatchStorageListener> im
   }
 
   async setResumeLsn(lsn: string): Promise<void> {
+    await this.settle();
     await this.db.query(`UPDATE ${this.db.names.syncRules} SET snapshot_lsn = $2 WHERE id = $1`, [this.groupId, lsn]);
   }
 
@@ -873,10 +1111,12 @@ export class PgStateBucketBatch extends Observers<BucketBatchStorageListener> im
   }
 
   async markAllSnapshotDone(noCheckpointBeforeLsn: string): Promise<void> {
+    await this.settle();
     await this.raiseNoCheckpointBefore(noCheckpointBeforeLsn, undefined, true);
   }
 
   async markSnapshotDone(noCheckpointBeforeLsn: string, options?: { throwOnConflict?: boolean }): Promise<void> {
+    await this.settle();
     await this.db.transaction(async (client) => {
       const blocking = await this.db.query<{ schema_name: string; table_name: string }>(
         `SELECT schema_name, table_name FROM ${this.db.names.sourceTables}
@@ -901,10 +1141,12 @@ export class PgStateBucketBatch extends Observers<BucketBatchStorageListener> im
   }
 
   async markTableSnapshotRequired(_table: SourceTable): Promise<void> {
+    await this.settle();
     await this.db.query(`UPDATE ${this.db.names.syncRules} SET snapshot_done = false WHERE id = $1`, [this.groupId]);
   }
 
   async markTableSnapshotDone(tables: SourceTable[], noCheckpointBeforeLsn?: string): Promise<SourceTable[]> {
+    await this.settle();
     await this.db.transaction(async (client) => {
       await this.db.query(
         `UPDATE ${this.db.names.sourceTables} SET snapshot_done = true, snapshot_total_estimated_count = NULL,
@@ -924,6 +1166,7 @@ export class PgStateBucketBatch extends Observers<BucketBatchStorageListener> im
   }
 
   async updateTableProgress(table: SourceTable, progress: Partial<TableSnapshotStatus>): Promise<SourceTable> {
+    await this.settle();
     const copy = table.clone();
     const status: TableSnapshotStatus = {
       totalEstimatedCount: progress.totalEstimatedCount ?? copy.snapshotStatus?.totalEstimatedCount ?? 0,
