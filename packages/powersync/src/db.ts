@@ -26,6 +26,7 @@ export interface Names {
   customWriteCheckpoints: string;
   instance: string;
   locks: string;
+  connectionReportEvents: string;
   opIdSequence: string;
   syncRulesIdSequence: string;
   /** Literal for nextval()/regclass arguments. */
@@ -47,6 +48,7 @@ export function namesFor(schema: string): Names {
     customWriteCheckpoints: q('custom_write_checkpoints'),
     instance: q('instance'),
     locks: q('locks'),
+    connectionReportEvents: q('connection_report_events'),
     opIdSequence: q('op_id_sequence'),
     syncRulesIdSequence: q('sync_rules_id_sequence'),
     opIdSequenceLiteral: `'${s}.op_id_sequence'`,

@@ -25,6 +25,7 @@ export {
   type StorageModuleContext,
 } from './module.js';
 export { acquireLease, type Lease, PgStateReplicationStream, PgStateSyncConfigContent } from './persisted.js';
+export { PgStateReportStorage } from './report-storage.js';
 export { SourceTable, type SourceTableId, type SourceTableOptions, type TableSnapshotStatus } from './source-table.js';
 export { ParameterSetLimitExceededError, PgStateSyncRulesStorage } from './storage.js';
 export { type PgStateTestSetupOptions, pgstateTestSetup } from './testing.js';

@@ -5,24 +5,8 @@ import {
   type PgStateStorageConfig,
 } from './config.js';
 import { PgStateBucketStorageFactory } from './factory.js';
-import type { ActiveStorage, GetStorageOptions, Logger, ReportStorage, StorageProvider } from './types.js';
-
-/** Connection reports are not stored by this adapter yet: accepted and dropped, reports come back empty. */
-class NoReportStorage implements ReportStorage {
-  async reportClientConnection(): Promise<void> {}
-  async reportClientDisconnection(): Promise<void> {}
-  async getConnectedClients(): Promise<unknown> {
-    return { users: 0, sdks: [] };
-  }
-  async getClientConnectionReports(): Promise<unknown> {
-    return { users: 0, sdks: [] };
-  }
-  async getGeneralClientConnectionAnalytics(): Promise<unknown> {
-    return { items: [], total: 0, count: 0, more: false };
-  }
-  async deleteOldConnectionData(): Promise<void> {}
-  async [Symbol.asyncDispose](): Promise<void> {}
-}
+import { PgStateReportStorage } from './report-storage.js';
+import type { ActiveStorage, GetStorageOptions, Logger, StorageProvider } from './types.js';
 
 /** `StorageProvider` for `storage.type: pgstate`. */
 export class PgStateStorageProvider implements StorageProvider {
@@ -41,7 +25,7 @@ export class PgStateStorageProvider implements StorageProvider {
     await factory.db.ensureMigrated();
     return {
       storage: factory,
-      reportStorage: new NoReportStorage(),
+      reportStorage: new PgStateReportStorage(factory.db, { logger: this.logger }),
       shutDown: async () => {
         await factory[Symbol.asyncDispose]();
       },

@@ -43,7 +43,7 @@ export function pgstateTestSetup(options: PgStateTestSetupOptions): TestStorageC
         const n = db.names;
         await db.query(
           `TRUNCATE ${n.syncRules}, ${n.sourceTables}, ${n.bucketData}, ${n.bucketParameters}, ${n.currentData},
-             ${n.writeCheckpoints}, ${n.customWriteCheckpoints}, ${n.instance}, ${n.locks}`,
+             ${n.writeCheckpoints}, ${n.customWriteCheckpoints}, ${n.instance}, ${n.locks}, ${n.connectionReportEvents}`,
         );
         await db.query(`ALTER SEQUENCE ${n.opIdSequence} RESTART WITH 1`);
         await db.query(`ALTER SEQUENCE ${n.syncRulesIdSequence} RESTART WITH 1`);

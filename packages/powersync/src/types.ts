@@ -547,13 +547,84 @@ export interface BucketStorageBatch extends ObserverClient<BucketBatchStorageLis
 
 // ---- Provider and module ---------------------------------------------------------------------------------
 
+// Client connection analytics: @powersync/service-types `event_types` at upstream commit 06b4092fc.
+
+/** `event_types.ClientConnectionBucketData` */
+export interface ClientConnectionBucketData {
+  client_id: string;
+  user_id: string;
+  user_agent?: string;
+  jwt_exp: Date;
+  connected_at: Date;
+  /** SDK parsed from the user agent. */
+  sdk: string;
+}
+
+/** `event_types.ClientDisconnectionEventData` */
+export interface ClientDisconnectionEventData {
+  client_id: string;
+  user_id: string;
+  user_agent?: string;
+  jwt_exp?: Date;
+  connected_at: Date;
+  disconnected_at: Date;
+}
+
+/** `event_types.ClientConnectionReportResponse` */
+export interface ClientConnectionReportResponse {
+  users: number;
+  sdks: { sdk: string; users: number; clients: number }[];
+}
+
+/** `event_types.ClientConnectionReportRequest` */
+export interface ClientConnectionReportRequest {
+  start: Date;
+  end: Date;
+}
+
+/** `event_types.ClientConnectionAnalyticsRequest` */
+export interface ClientConnectionAnalyticsRequest {
+  client_id?: string;
+  user_id?: string;
+  cursor?: string;
+  limit?: number;
+  date_range?: ClientConnectionReportRequest;
+}
+
+/** `event_types.ClientConnection` */
+export interface ClientConnection {
+  id?: string;
+  sdk: string;
+  user_agent: string;
+  client_id: string;
+  user_id: string;
+  jwt_exp?: Date;
+  connected_at: Date;
+  disconnected_at?: Date;
+}
+
+/** `event_types.PaginatedResponse` */
+export interface PaginatedResponse<T> {
+  items: T[];
+  count: number;
+  cursor?: string;
+  more: boolean;
+}
+
+/** `event_types.DeleteOldConnectionData` */
+export interface DeleteOldConnectionData {
+  date: Date;
+}
+
 export interface ReportStorage extends AsyncDisposable {
-  reportClientConnection(data: unknown): Promise<void>;
-  reportClientDisconnection(data: unknown): Promise<void>;
-  getConnectedClients(): Promise<unknown>;
-  getClientConnectionReports(data: unknown): Promise<unknown>;
-  getGeneralClientConnectionAnalytics(data: unknown): Promise<unknown>;
-  deleteOldConnectionData(data: unknown): Promise<void>;
+  reportClientConnection(data: ClientConnectionBucketData): Promise<void>;
+  reportClientDisconnection(data: ClientDisconnectionEventData): Promise<void>;
+  getConnectedClients(): Promise<ClientConnectionReportResponse>;
+  getClientConnectionReports(data: ClientConnectionReportRequest): Promise<ClientConnectionReportResponse>;
+  getGeneralClientConnectionAnalytics(
+    data: ClientConnectionAnalyticsRequest,
+  ): Promise<PaginatedResponse<ClientConnection>>;
+  deleteOldConnectionData(data: DeleteOldConnectionData): Promise<void>;
 }
 
 export interface ActiveStorage {

@@ -3,6 +3,7 @@
  * `powersync`). The layout follows the data model of PowerSync's own Postgres storage module, so operators who
  * know that module recognise it. Migrations: src/templates/powersync.ts -> drizzle/powersync/.
  */
+import { sql } from 'drizzle-orm';
 import {
   bigint,
   boolean,
@@ -143,6 +144,33 @@ export function powersyncTables(names: PowerSyncNames = {}) {
 
   const instance = s.table('instance', { id: text('id').primaryKey() });
 
+  /**
+   * Client connection analytics (service-core's ReportStorage): one row per client connection, re-used while the
+   * same user and client reconnect within a UTC day. Rows leave through `deleteOldConnectionData(date)`.
+   */
+  const connectionReportEvents = s.table(
+    'connection_report_events',
+    {
+      id: text('id').primaryKey(),
+      userAgent: text('user_agent').notNull(),
+      clientId: text('client_id').notNull(),
+      userId: text('user_id').notNull(),
+      sdk: text('sdk').notNull(),
+      jwtExp: timestamp('jwt_exp', { withTimezone: true }),
+      connectedAt: timestamp('connected_at', { withTimezone: true }).notNull(),
+      disconnectedAt: timestamp('disconnected_at', { withTimezone: true }),
+    },
+    (t) => [
+      // Reports and pages by connection time (id breaks ties for the page cursor).
+      index('connection_report_events_connected').on(t.connectedAt, t.id),
+      // A reconnect finds its day's row; pages per user / client.
+      index('connection_report_events_user_client').on(t.userId, t.clientId, t.connectedAt),
+      index('connection_report_events_client').on(t.clientId, t.connectedAt),
+      // Currently connected clients: open rows by token expiry.
+      index('connection_report_events_open').on(t.jwtExp).where(sql`${t.disconnectedAt} IS NULL`),
+    ],
+  );
+
   /** Lease rows: a holder refreshes `ts`; a row older than the lease may be taken over. */
   const locks = s.table('locks', {
     name: text('name').primaryKey(),
@@ -162,6 +190,7 @@ export function powersyncTables(names: PowerSyncNames = {}) {
     customWriteCheckpoints,
     instance,
     locks,
+    connectionReportEvents,
   };
 }
 

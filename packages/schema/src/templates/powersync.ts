@@ -14,3 +14,4 @@ export const writeCheckpoints = tables.writeCheckpoints;
 export const customWriteCheckpoints = tables.customWriteCheckpoints;
 export const instance = tables.instance;
 export const locks = tables.locks;
+export const connectionReportEvents = tables.connectionReportEvents;
