@@ -82,9 +82,19 @@ describe('pgstate powersync', () => {
     expect(before.streams).toMatchObject([
       { id: streamId, state: 'ACTIVE', ops: 50, buckets: 1, lastCheckpoint: '50' },
     ]);
+    expect(status.json()).toMatchObject({
+      states: { ACTIVE: 1 },
+      streams: [{ replicatedRows: 5, parameterRows: 0, snapshotDone: true, lastCheckpointLsn: '0/2' }],
+      connectionReports: { rows: 0, connected: 0 },
+    });
+    const first = status.json<{ streams: { opsBytes: number; replicatedBytes: number }[] }>().streams[0]!;
+    expect(first.opsBytes).toBeGreaterThan(50 * 40);
+    expect(first.replicatedBytes).toBeGreaterThan(5 * 20);
     const human = await cli(['status']);
     expect(human.stdout).toContain(`#${streamId} ACTIVE`);
     expect(human.stdout).toContain('50 ops');
+    expect(human.stdout).toContain('(1 ACTIVE)');
+    expect(human.stdout).toContain('5 replicated rows');
 
     const compacted = await cli(['compact', '--json']);
     expect(compacted.code, compacted.stderr).toBe(0);

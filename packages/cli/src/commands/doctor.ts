@@ -1,11 +1,18 @@
 import type { TLSSocket } from 'node:tls';
-import { type ConnectionSettings, describeConnection, isPgStateError, PgStateError } from '@pgstate/core';
+import {
+  type ConnectionSettings,
+  createPool,
+  describeConnection,
+  isPgStateError,
+  PgStateError,
+  parseConnectionSettings,
+} from '@pgstate/core';
 import { type MigrationTarget, migrationStatus, type ResolvedTarget, resolveTarget } from '@pgstate/schema';
 import type { Command } from 'commander';
 import type pg from 'pg';
 import { targetsFrom, targetTables } from '../adapters.js';
 import type { CommandContext } from '../context.js';
-import { toPgStateError } from '../errors.js';
+import { toPgStateError, UsageError } from '../errors.js';
 import { EXIT } from '../exit-codes.js';
 import { withExamples } from '../help.js';
 import type { Status } from '../output.js';
@@ -29,6 +36,9 @@ interface DoctorFlags {
   table?: string;
   layout?: string;
   internalSchema: string;
+  /** How the PowerSync service gets checkpoint notifications (its storage.checkpoint_notifications). */
+  powersyncNotify?: string;
+  powersyncNotifyUrl?: string;
 }
 
 type Client = pg.PoolClient;
@@ -43,6 +53,11 @@ export function register(program: Command, context: CommandContext): void {
     .option('--table <name>', 'the adapter’s table, when not the default (needs --adapter)')
     .option('--layout <layout>', 'Meltano table layout: seed | plugin | systemdb', 'seed')
     .option('--internal-schema <name>', 'schema of pgstate’s own journal and leases', 'pgstate')
+    .option(
+      '--powersync-notify <mode>',
+      'PowerSync checkpoint notifications: listen | poll (as storage.checkpoint_notifications.mode)',
+    )
+    .option('--powersync-notify-url <url>', 'PowerSync: the separate LISTEN URL (storage.checkpoint_notifications.uri)')
     .action(async (flags: DoctorFlags) => {
       const report = await runDoctor(context, flags);
       const o = context.output;
@@ -143,7 +158,16 @@ async function runDoctor(context: CommandContext, flags: DoctorFlags): Promise<R
     }
     for (const [t, r] of resolved)
       checks.push(await checkMigrations(pool, t, r, flags.internalSchema, strict, installed.get(t) ?? false));
-    checks.push(await checkPooler(client, pool, settings));
+    const pooler = await checkPooler(client, pool, settings);
+    checks.push(pooler);
+    // PowerSync watchers LISTEN for checkpoints: say how, when PowerSync is checked or its storage is installed.
+    const powersync = resolved.find(([t]) => t.adapter === 'powersync')?.[0];
+    if (
+      powersync != null &&
+      (strict || installed.get(powersync) === true || flags.powersyncNotify || flags.powersyncNotifyUrl)
+    ) {
+      checks.push(await checkPowerSyncNotifications(context, flags, pooler.data?.transactionPooling === true));
+    }
     checks.push(await checkClock(client));
   } finally {
     client.release();
@@ -465,6 +489,94 @@ async function checkPooler(client: Client, pool: Pool, settings: ConnectionSetti
       data,
     };
   return { id: 'pooler', status: 'pass', detail: 'direct connection (no pooler detected)', data };
+}
+
+/**
+ * Which checkpoint-notification mode the PowerSync service's settings give, and whether it works on this path:
+ * LISTEN needs a session that stays on one backend, which transaction pooling (PgBouncer) does not give.
+ */
+async function checkPowerSyncNotifications(
+  context: CommandContext,
+  flags: DoctorFlags,
+  storagePooled: boolean,
+): Promise<DoctorCheck> {
+  const id = 'notifications:powersync';
+  const mode = flags.powersyncNotify ?? 'listen';
+  if (mode !== 'listen' && mode !== 'poll') {
+    throw new UsageError(`--powersync-notify "${mode}" is not listen or poll.`);
+  }
+  if (mode === 'poll') {
+    return {
+      id,
+      status: 'pass',
+      detail:
+        'checkpoint notifications by polling (storage.checkpoint_notifications.mode: poll): works through any pooler',
+      data: { mode: 'poll' },
+    };
+  }
+  const url = flags.powersyncNotifyUrl;
+  if (url == null) {
+    if (storagePooled) {
+      return {
+        id,
+        status: 'warn',
+        detail:
+          'checkpoint notifications by LISTEN on the storage URL, which goes through transaction pooling: live checkpoints would not reach sync clients',
+        fix: 'Set storage.checkpoint_notifications.uri to a direct or session-mode URL (check it with --powersync-notify-url), or mode: poll (--powersync-notify poll).',
+        data: { mode: 'listen', separateUrl: false, transactionPooling: true },
+      };
+    }
+    return {
+      id,
+      status: 'pass',
+      detail: 'checkpoint notifications by LISTEN on the storage URL (no transaction pooling on it)',
+      data: { mode: 'listen', separateUrl: false, transactionPooling: false },
+    };
+  }
+  const settings = parseConnectionSettings(
+    { url, applicationName: 'pgstate-doctor', maxConnections: 2 },
+    { env: context.env },
+  );
+  const where = describeConnection(settings);
+  const pool = createPool(settings);
+  try {
+    let client: Client;
+    try {
+      client = await pool.connect();
+    } catch (error) {
+      const e = toPgStateError(error, settings);
+      return {
+        id,
+        status: 'fail',
+        code: e.code,
+        detail: `checkpoint notifications by LISTEN on ${where}: ${e.message}`,
+        fix: e.fix,
+        data: { mode: 'listen', separateUrl: true },
+      };
+    }
+    try {
+      const pooled = (await checkPooler(client, pool, settings)).data?.transactionPooling === true;
+      if (pooled) {
+        return {
+          id,
+          status: 'warn',
+          detail: `checkpoint notifications by LISTEN on ${where}, which also goes through transaction pooling`,
+          fix: 'Point storage.checkpoint_notifications.uri at the server itself (or a session-mode pool), or use mode: poll.',
+          data: { mode: 'listen', separateUrl: true, transactionPooling: true },
+        };
+      }
+      return {
+        id,
+        status: 'pass',
+        detail: `checkpoint notifications by LISTEN on a separate notification URL (${where}, no transaction pooling)`,
+        data: { mode: 'listen', separateUrl: true, transactionPooling: false },
+      };
+    } finally {
+      client.release();
+    }
+  } finally {
+    await pool.end();
+  }
 }
 
 async function checkClock(client: Client): Promise<DoctorCheck> {

@@ -15,6 +15,18 @@ interface GroupOptions {
   schema?: string;
 }
 
+/** 1536 -> "1.5 KiB". */
+function bytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = n;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${n} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
 function positiveInt(value: string, name: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n <= 0) throw new UsageError(`${name} "${value}" is not a positive whole number.`);
@@ -110,25 +122,39 @@ export function register(program: Command, context: CommandContext): void {
                   last_checkpoint_ts, last_keepalive_ts, last_fatal_error
            FROM ${n.syncRules} ORDER BY id`,
         );
-        const counts = await factory.db.query<{ group_id: number; buckets: bigint; ops: bigint }>(
-          `SELECT group_id, count(DISTINCT bucket_name)::int8 AS buckets, count(*)::int8 AS ops
-           FROM ${n.bucketData} GROUP BY group_id`,
+        // Per stream: rows and their on-disk size (pg_column_size of the row; indexes are in the table sizes).
+        const counts = await factory.db.query<{ group_id: number; buckets: bigint; ops: bigint; bytes: bigint }>(
+          `SELECT group_id, count(DISTINCT bucket_name)::int8 AS buckets, count(*)::int8 AS ops,
+                  sum(pg_column_size(b.*))::int8 AS bytes
+           FROM ${n.bucketData} b GROUP BY group_id`,
         );
-        const params = await factory.db.query<{ group_id: number; n: bigint }>(
-          `SELECT group_id, count(*)::int8 AS n FROM ${n.bucketParameters} GROUP BY group_id`,
+        const params = await factory.db.query<{ group_id: number; n: bigint; bytes: bigint }>(
+          `SELECT group_id, count(*)::int8 AS n, sum(pg_column_size(p.*))::int8 AS bytes
+           FROM ${n.bucketParameters} p GROUP BY group_id`,
         );
-        const sizes = await factory.db.first<{ ops: bigint; params: bigint; current: bigint }>(
+        const current = await factory.db.query<{ group_id: number; n: bigint; bytes: bigint }>(
+          `SELECT group_id, count(*)::int8 AS n, sum(pg_column_size(c.*))::int8 AS bytes
+           FROM ${n.currentData} c GROUP BY group_id`,
+        );
+        const sizes = await factory.db.first<{ ops: bigint; params: bigint; current: bigint; reports: bigint }>(
           `SELECT pg_total_relation_size($1::regclass)::int8 AS ops, pg_total_relation_size($2::regclass)::int8 AS params,
-                  pg_total_relation_size($3::regclass)::int8 AS current`,
-          [n.bucketData, n.bucketParameters, n.currentData],
+                  pg_total_relation_size($3::regclass)::int8 AS current,
+                  pg_total_relation_size($4::regclass)::int8 AS reports`,
+          [n.bucketData, n.bucketParameters, n.currentData, n.connectionReportEvents],
         );
+        const reportRows = await factory.db.first<{ n: bigint; open: bigint }>(
+          `SELECT count(*)::int8 AS n, count(*) FILTER (WHERE disconnected_at IS NULL AND jwt_exp > now())::int8 AS open
+           FROM ${n.connectionReportEvents}`,
+        );
+        const states: Record<string, number> = {};
+        for (const s of streams) states[s.state] = (states[s.state] ?? 0) + 1;
         const doc = {
           schema: factory.db.config.schema,
-          // What watchCheckpointChanges uses by default; behind PgBouncer transaction pooling configure a direct
-          // listen connection or polling (configureCheckpointNotifications).
-          checkpointNotifications: 'listen',
+          states,
           streams: streams.map((s) => {
             const c = counts.find((x) => x.group_id === s.id);
+            const p = params.find((x) => x.group_id === s.id);
+            const r = current.find((x) => x.group_id === s.id);
             return {
               id: s.id,
               state: s.state,
@@ -142,34 +168,51 @@ export function register(program: Command, context: CommandContext): void {
               lastFatalError: s.last_fatal_error,
               buckets: Number(c?.buckets ?? 0n),
               ops: Number(c?.ops ?? 0n),
-              parameterRows: Number(params.find((p) => p.group_id === s.id)?.n ?? 0n),
+              opsBytes: Number(c?.bytes ?? 0n),
+              parameterRows: Number(p?.n ?? 0n),
+              parameterBytes: Number(p?.bytes ?? 0n),
+              replicatedRows: Number(r?.n ?? 0n),
+              replicatedBytes: Number(r?.bytes ?? 0n),
             };
           }),
           sizes: {
             operationsBytes: Number(sizes!.ops),
             parametersBytes: Number(sizes!.params),
             replicationBytes: Number(sizes!.current),
+            connectionReportsBytes: Number(sizes!.reports),
           },
+          connectionReports: { rows: Number(reportRows?.n ?? 0n), connected: Number(reportRows?.open ?? 0n) },
         };
         if (context.output.json) {
           context.output.emitJson(doc);
           return;
         }
         const out = context.output;
-        out.line(`schema ${doc.schema}: ${doc.streams.length} replication stream(s)`);
+        const stateList = Object.entries(states)
+          .map(([state, count]) => `${count} ${state}`)
+          .join(', ');
+        out.line(
+          `schema ${doc.schema}: ${doc.streams.length} replication stream(s)${stateList ? ` (${stateList})` : ''}`,
+        );
         for (const s of doc.streams) {
           out.line(
             `  #${s.id} ${s.state.padEnd(10)} v${s.storageVersion} ${s.slotName}  checkpoint ${s.lastCheckpoint ?? '-'} ` +
-              `@ ${s.lastCheckpointLsn ?? '-'}  ${s.buckets} buckets, ${s.ops} ops, ${s.parameterRows} parameter rows` +
+              `@ ${s.lastCheckpointLsn ?? '-'}${s.lastCheckpointAt ? ` (${s.lastCheckpointAt})` : ''}` +
+              `${s.snapshotDone ? '' : '  snapshot in progress'}`,
+          );
+          out.line(
+            `      ${s.buckets} buckets, ${s.ops} ops (${bytes(s.opsBytes)}), ${s.replicatedRows} replicated rows ` +
+              `(${bytes(s.replicatedBytes)}), ${s.parameterRows} parameter rows (${bytes(s.parameterBytes)})` +
               (s.lastFatalError ? `  error: ${s.lastFatalError}` : ''),
           );
         }
         out.line(
-          `sizes: operations ${doc.sizes.operationsBytes} B, parameters ${doc.sizes.parametersBytes} B, ` +
-            `current data ${doc.sizes.replicationBytes} B`,
+          `table sizes with indexes: operations ${bytes(doc.sizes.operationsBytes)}, parameters ${bytes(doc.sizes.parametersBytes)}, ` +
+            `current data ${bytes(doc.sizes.replicationBytes)}, connection reports ${bytes(doc.sizes.connectionReportsBytes)} ` +
+            `(${doc.connectionReports.rows} rows, ${doc.connectionReports.connected} connected)`,
         );
         out.line(
-          `checkpoint notifications: LISTEN/NOTIFY (behind PgBouncer transaction pooling: poll or a direct URL)`,
+          'checkpoint notifications: `pgstate doctor --adapter powersync` says which mode applies and if it works',
         );
       }),
     [
