@@ -2,6 +2,10 @@
  * @pgstate/powersync (issues 8 and 9): replication writes, bucket drain and checksums beside the raw-SQL floor for
  * the same work on the same server; compaction and live-checkpoint latency when the adapter implements them.
  */
+
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   type BucketDataRequest,
   type BucketStorageBatch,
@@ -530,6 +534,148 @@ const notification: Scenario = {
   },
 };
 
+/**
+ * Rows to clear: `--powersync-clear-rows=N` (or PGSTATE_BENCH_POWERSYNC_CLEAR_ROWS); 1M by default, because filling
+ * 10M rows twice takes minutes on a shared 2-core machine. Run the 10M case as
+ * `pnpm bench powersync --powersync-clear-rows=10000000`.
+ */
+function clearRows(quick: boolean): number {
+  const flag = process.argv.find((a) => a.startsWith('--powersync-clear-rows='))?.split('=')[1];
+  const value = Number(flag ?? process.env.PGSTATE_BENCH_POWERSYNC_CLEAR_ROWS ?? (quick ? 20_000 : 1_000_000));
+  if (!Number.isInteger(value) || value <= 0) throw new Error(`bad --powersync-clear-rows: ${flag}`);
+  return value;
+}
+
+/**
+ * The child that clears: plain JavaScript on the built dist (no loader in the measured process), reporting its idle
+ * RSS, its peak RSS and the clear's own duration.
+ */
+const CLEAR_CHILD = `
+import { clearReplicationStream, normalizeStorageConfig, StorageDb } from '@pgstate/powersync';
+const { BENCH_URL, BENCH_SCHEMA, BENCH_GROUP } = process.env;
+const db = new StorageDb(normalizeStorageConfig({ type: 'pgstate', uri: BENCH_URL, sslmode: 'disable', schema: BENCH_SCHEMA }));
+await db.query('SELECT 1');
+globalThis.gc?.();
+const idleRss = process.memoryUsage().rss;
+const start = performance.now();
+const result = await clearReplicationStream(db, Number(BENCH_GROUP));
+const ms = performance.now() - start;
+await db.end();
+process.stdout.write(JSON.stringify({ ms, idleRss, maxRss: process.resourceUsage().maxRSS * 1024, result }) + '\\n');
+`;
+
+const benchDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+function runClearChild(url: string, group: number): Promise<{ ms: number; idleRss: number; maxRss: number }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--expose-gc', '--input-type=module', '-e', CLEAR_CHILD], {
+      cwd: benchDir,
+      env: { ...process.env, BENCH_URL: url, BENCH_SCHEMA: SCHEMA, BENCH_GROUP: String(group) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    child.stderr.on('data', (d) => {
+      err += d;
+    });
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      if (code !== 0) reject(new Error(`clear child exited ${code}: ${err.slice(-2000)}`));
+      else resolve(JSON.parse(out.trim().split('\n').at(-1)!));
+    });
+  });
+}
+
+const clearAtScale: Scenario = {
+  suite: 'powersync',
+  name: 'clear at scale, bounded memory (rows per --powersync-clear-rows)',
+  runs: 1,
+  warmups: 0,
+  async prepare({ url, quick }): Promise<Prepared> {
+    const rows = clearRows(quick);
+    const s = await openStream(url, GLOBAL_YAML);
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    const baselineGroup = s.groupId + 1000;
+    // One stream's worth of data: `rows` ops over 1,000 buckets, a tenth as many current rows, a hundredth as many
+    // parameter rows; written server-side in 1M-row statements (untimed).
+    const fill = async (group: number) => {
+      for (let from = 1; from <= rows; from += 1_000_000) {
+        const to = Math.min(rows, from + 999_999);
+        await client.query(
+          `INSERT INTO ${SCHEMA}.bucket_data
+             (group_id, bucket_name, op_id, op, source_table, source_key, table_name, row_id, checksum, data)
+           SELECT $1, 'b' || (g % 1000), g, 'PUT', $4, int8send(g), 'todos', 't' || g, g % 4294967296,
+                  '{"id":"t' || g || '","description":"todo number ' || g || '"}'
+           FROM generate_series($2::int8, $3::int8) g`,
+          [group, from, to, TABLE_ID],
+        );
+        await client.query(
+          `INSERT INTO ${SCHEMA}.current_data (group_id, source_table, source_key, buckets, data, lookups)
+           SELECT $1, $4, int8send(g), jsonb_build_array(jsonb_build_object('bucket', 'b' || (g % 1000), 'table', 'todos',
+                  'id', 't' || g)), '\\x0500000000'::bytea, '{}'
+           FROM generate_series($2::int8, $3::int8) g WHERE g % 10 = 0`,
+          [group, from, to, TABLE_ID],
+        );
+        await client.query(
+          `INSERT INTO ${SCHEMA}.bucket_parameters (id, group_id, source_table, source_key, lookup, bucket_parameters)
+           SELECT g, $1, $4, int8send(g), int8send(g % 1000), '[{"list_id":"x"}]'
+           FROM generate_series($2::int8, $3::int8) g WHERE g % 100 = 0`,
+          [
+            group,
+            from + (group === baselineGroup ? 2 ** 40 : 0),
+            to + (group === baselineGroup ? 2 ** 40 : 0),
+            TABLE_ID,
+          ],
+        );
+      }
+      await client.query(`ANALYZE ${SCHEMA}.bucket_data`);
+    };
+    const total = rows + Math.floor(rows / 10) + Math.floor(rows / 100);
+    let candidate: { ms: number; idleRss: number; maxRss: number } | undefined;
+    return {
+      candidate: {
+        label: 'clearReplicationStream() in a child (keyset batches of 10,000, cancellable)',
+        before: () => fill(s.groupId),
+        async run() {
+          candidate = await runClearChild(url, s.groupId);
+          return candidate.ms;
+        },
+      },
+      baseline: {
+        label: 'bare DELETE ... WHERE group_id = $1 per table (one statement each, not cancellable)',
+        before: () => fill(baselineGroup),
+        async run() {
+          for (const table of ['bucket_data', 'bucket_parameters', 'current_data']) {
+            await client.query(`DELETE FROM ${SCHEMA}.${table} WHERE group_id = $1`, [baselineGroup]);
+          }
+        },
+      },
+      units: {
+        rows: 'count',
+        candidateRowsPerSecond: 'perSecond',
+        baselineRowsPerSecond: 'perSecond',
+        candidatePeakRssBytes: 'bytes',
+        candidatePeakOverIdleBytes: 'bytes',
+      },
+      extras: async (stats) => ({
+        rows: total,
+        candidateRowsPerSecond: perSecond(total, stats.candidate.medianMs),
+        baselineRowsPerSecond: perSecond(total, stats.baseline.medianMs),
+        candidatePeakRssBytes: candidate?.maxRss ?? 0,
+        candidatePeakOverIdleBytes: candidate ? candidate.maxRss - candidate.idleRss : 0,
+      }),
+      async teardown() {
+        await client.end();
+        await s.close();
+      },
+    };
+  },
+};
+
 export const powersyncScenarios: Scenario[] = [
   writes,
   drain,
@@ -537,4 +683,5 @@ export const powersyncScenarios: Scenario[] = [
   checksums('warm'),
   compaction,
   notification,
+  clearAtScale,
 ];
