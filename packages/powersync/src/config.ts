@@ -53,6 +53,22 @@ export interface NormalizedStorageConfig {
   notifications?: { mode: 'listen' | 'poll'; connection?: ConnectionSettings; pollIntervalMs?: number };
 }
 
+/**
+ * Why a storage version is refused. Version 3 (upstream's unstable layout with soft-deleted current data) is
+ * deliberately not implemented: a stream asking for it must not silently get another layout.
+ */
+export function unsupportedStorageVersion(version: unknown): { message: string; fix: string } {
+  const supported = Object.keys(STORAGE_VERSION_CONFIG).join(' or ');
+  if (version === 3) {
+    return {
+      message:
+        'Storage version 3 is not supported: @pgstate/powersync implements storage versions 1 and 2 only and refuses 3 (PowerSync’s unstable version with soft-deleted current data) instead of storing it in another layout.',
+      fix: 'Use storage version 2 (the default) or 1.',
+    };
+  }
+  return { message: `Storage version ${String(version)} is not supported.`, fix: `Use storage version ${supported}.` };
+}
+
 function bad(message: string, fix: string): PgStateError {
   return new PgStateError('BAD_SETTING', message, { fix });
 }
@@ -97,10 +113,8 @@ export function normalizeStorageConfig(
   const schema = validateIdentifier(config.schema ?? POWERSYNC_DEFAULT_SCHEMA, 'schema name');
   const defaultStorageVersion = config.default_storage_version ?? CURRENT_STORAGE_VERSION;
   if (STORAGE_VERSION_CONFIG[defaultStorageVersion] == null) {
-    throw bad(
-      `storage.default_storage_version ${defaultStorageVersion} is not supported.`,
-      `Use one of ${Object.keys(STORAGE_VERSION_CONFIG).join(', ')}.`,
-    );
+    const { message, fix } = unsupportedStorageVersion(defaultStorageVersion);
+    throw bad(`storage.default_storage_version: ${message}`, fix);
   }
   const limits = config.batch_limits ?? {};
   return {

@@ -17,6 +17,7 @@ import {
   versionedHydrationState,
   YamlError,
 } from '@powersync/service-sync-rules';
+import { unsupportedStorageVersion } from './config.js';
 import type { StorageDb } from './db.js';
 import type {
   Logger,
@@ -71,11 +72,10 @@ function sqlite(): SQLite | null {
 export function storageConfigFor(version: number, streamId?: number): StorageVersionConfig {
   const config = STORAGE_VERSION_CONFIG[version];
   if (config == null) {
-    throw new PgStateError(
-      'INVALID_INPUT',
-      `Storage version ${version}${streamId == null ? '' : ` of replication stream ${streamId}`} is not supported by @pgstate/powersync.`,
-      { fix: `Use storage version ${Object.keys(STORAGE_VERSION_CONFIG).join(' or ')}.` },
-    );
+    const { message, fix } = unsupportedStorageVersion(version);
+    throw new PgStateError('INVALID_INPUT', streamId == null ? message : `Replication stream ${streamId}: ${message}`, {
+      fix,
+    });
   }
   return config;
 }

@@ -11,6 +11,7 @@ import {
   type PgStateStorageProvider,
   pgstateTestSetup,
   SyncRuleState,
+  syncRulesFromYaml,
 } from '../src/index.js';
 import { deploy, GLOBAL_YAML, WRITER } from './helpers.js';
 
@@ -206,6 +207,32 @@ describe('least-privilege setups (seed)', () => {
 });
 
 describe('module registration and config', () => {
+  test('storage version 3 is refused, in the config and when deploying, with wording that says so', async () => {
+    let configError: unknown;
+    try {
+      normalizeStorageConfig({ type: 'pgstate', uri: url, default_storage_version: 3 });
+    } catch (error) {
+      configError = error;
+    }
+    expect(isPgStateError(configError, 'BAD_SETTING')).toBe(true);
+    expect(String((configError as Error).message)).toMatch(/Storage version 3 is not supported.*refuses 3/);
+    expect((configError as { fix?: string }).fix).toMatch(/version 2 \(the default\) or 1/);
+
+    const factory = await pgstateTestSetup({ url, schema: 'ps_life_v3' }).factory();
+    try {
+      const deployed = factory.updateSyncRules(syncRulesFromYaml(GLOBAL_YAML, { storageVersion: 3 }));
+      await expect(deployed).rejects.toMatchObject({
+        code: 'INVALID_INPUT',
+        message: expect.stringMatching(/refuses 3/),
+      });
+      // Nothing was deployed.
+      expect(await factory.getDeployingSyncConfig()).toBeNull();
+      expect(await factory.getActiveSyncConfig()).toBeNull();
+    } finally {
+      await factory[Symbol.asyncDispose]();
+    }
+  });
+
   test('initialize() registers the pgstate provider and a migration agent', async () => {
     const providers: PgStateStorageProvider[] = [];
     const agents: unknown[] = [];
