@@ -16,7 +16,12 @@ export function isJsonObject(value: unknown): value is JsonObject {
 
 /** Sets an own property even for keys like `__proto__` (JSON data may contain any key). */
 export function setOwn(target: JsonObject, key: string, value: JsonValue): void {
-  Object.defineProperty(target, key, { value, writable: true, enumerable: true, configurable: true });
+  // `__proto__` is the only accessor a plain object inherits; every other key can be assigned (much faster).
+  if (key === '__proto__') {
+    Object.defineProperty(target, key, { value, writable: true, enumerable: true, configurable: true });
+  } else {
+    target[key] = value;
+  }
 }
 
 function invalid(what: string, text: string, at: number, reason: string): PgStateError {
@@ -34,8 +39,43 @@ const WS = new Set([' ', '\t', '\n', '\r']);
 const ESCAPES: Record<string, string> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
 const NUMBER = /-?(?:0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/y;
 
-/** Parses JSON text the way Python's `json.loads` does (including NaN/Infinity); throws INVALID_INPUT. */
+const MAX_DEPTH = 512;
+
+/**
+ * After `JSON.parse`: does the value need our own parser? Yes if it nests deeper than we accept, or holds an
+ * integral number outside the safe range (an integer literal `JSON.parse` rounded, or a float literal that only
+ * our parser keeps as a float); in both cases parsing again with the full parser gives the exact answer.
+ */
+function needsExactParse(v: unknown, depth: number): boolean {
+  if (typeof v === 'number') return Number.isInteger(v) && !Number.isSafeInteger(v);
+  if (v === null || typeof v !== 'object') return false;
+  if (depth >= MAX_DEPTH) return true;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) if (needsExactParse(v[i], depth + 1)) return true;
+    return false;
+  }
+  for (const k in v) if (needsExactParse((v as JsonObject)[k], depth + 1)) return true;
+  return false;
+}
+
+/**
+ * Parses JSON text the way Python's `json.loads` does (including NaN/Infinity); throws INVALID_INPUT.
+ * Fast path: the built-in `JSON.parse` gives exactly our value (own `__proto__` keys, last duplicate wins in the
+ * first one's place, same numbers) unless an integer is unsafe or the nesting too deep, which a walk detects;
+ * then, and for Python's extras (NaN, Infinity) and invalid text (with its position), our own parser decides.
+ */
 export function parseJson(text: string, what = 'state'): JsonValue {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return parseJsonExact(text, what);
+  }
+  return needsExactParse(value, 0) ? parseJsonExact(text, what) : (value as JsonValue);
+}
+
+/** The full parser: big integers as bigint, Python's NaN/Infinity, precise errors. Exported for tests. */
+export function parseJsonExact(text: string, what = 'state'): JsonValue {
   let i = 0;
   const fail = (reason: string): never => {
     throw invalid(what, text, i, reason);
@@ -95,7 +135,7 @@ export function parseJson(text: string, what = 'state'): JsonValue {
     return Number(m[0]);
   };
   const parseValue = (depth: number): JsonValue => {
-    if (depth > 512) fail('nesting too deep');
+    if (depth > MAX_DEPTH) fail('nesting too deep');
     skip();
     const c = text[i];
     if (c === '{') {
@@ -179,9 +219,18 @@ function pythonFloat(n: number): string {
   return fixed.includes('.') ? fixed : `${fixed}.0`;
 }
 
+/** Printable ASCII without `"` and `\\`: JSON text as is. */
+const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+const NON_ASCII = /[\u007f-\uffff]/;
+const NON_ASCII_ALL = /[\u007f-\uffff]/g;
+const escapeNonAscii = (ch: string) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`;
+
 function pythonString(s: string): string {
-  // JSON.stringify escapes quotes, backslashes and controls like Python; Python also escapes everything non-ASCII.
-  return JSON.stringify(s).replace(/[\u007f-\uffff]/g, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  if (PLAIN.test(s)) return `"${s}"`;
+  // JSON.stringify escapes quotes, backslashes, controls and lone surrogates like Python; Python also escapes
+  // everything non-ASCII (ensure_ascii). Most strings are ASCII: test before replacing.
+  const json = JSON.stringify(s);
+  return NON_ASCII.test(json) ? json.replace(NON_ASCII_ALL, escapeNonAscii) : json;
 }
 
 export interface DumpOptions {
@@ -193,25 +242,51 @@ export interface DumpOptions {
 
 /** `json.dumps(value)` as Python writes it. Small integral numbers print as ints (`1.0` comes back as `1`). */
 export function dumpJson(value: JsonValue, options: DumpOptions = {}): string {
-  const item = options.indent !== undefined || options.compact ? ',' : ', ';
   const colon = options.compact ? ':' : ': ';
+  if (options.indent !== undefined) return dumpIndented(value, options.indent, colon);
+  return dumpFlat(value, options.compact ? ',' : ', ', colon);
+}
+
+function scalar(v: null | boolean | number | bigint | string): string {
+  if (v === null) return 'null';
+  if (v === true) return 'true';
+  if (v === false) return 'false';
+  if (typeof v === 'bigint') return v.toString();
+  // Our parser turns unsafe integers into bigint, so an unsafe integral number was a float in the text.
+  if (typeof v === 'number') return Number.isSafeInteger(v) && !Object.is(v, -0) ? String(v) : pythonFloat(v);
+  return pythonString(v);
+}
+
+/** One line (the common case: what is stored, and `meltano state get`), built by concatenation. */
+function dumpFlat(v: JsonValue, item: string, colon: string): string {
+  if (v === null || typeof v !== 'object') return scalar(v);
+  let out: string;
+  if (Array.isArray(v)) {
+    out = '[';
+    for (let i = 0; i < v.length; i++) out += (i === 0 ? '' : item) + dumpFlat(v[i] as JsonValue, item, colon);
+    return `${out}]`;
+  }
+  out = '{';
+  const keys = Object.keys(v);
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i] as string;
+    out += (i === 0 ? '' : item) + pythonString(k) + colon + dumpFlat(v[k] as JsonValue, item, colon);
+  }
+  return `${out}}`;
+}
+
+/** Python's `indent=`: separators become `","` / `": "`. */
+function dumpIndented(value: JsonValue, indent: number, colon: string): string {
   const write = (v: JsonValue, level: number): string => {
-    if (v === null) return 'null';
-    if (v === true) return 'true';
-    if (v === false) return 'false';
-    if (typeof v === 'bigint') return v.toString();
-    // Our parser turns unsafe integers into bigint, so an unsafe integral number was a float in the text.
-    if (typeof v === 'number') return Number.isSafeInteger(v) && !Object.is(v, -0) ? String(v) : pythonFloat(v);
-    if (typeof v === 'string') return pythonString(v);
+    if (v === null || typeof v !== 'object') return scalar(v);
     const entries: string[] = Array.isArray(v)
       ? v.map((x) => write(x, level + 1))
       : Object.keys(v).map((k) => `${pythonString(k)}${colon}${write(v[k] as JsonValue, level + 1)}`);
     const [open, close] = Array.isArray(v) ? ['[', ']'] : ['{', '}'];
     if (entries.length === 0) return `${open}${close}`;
-    if (options.indent === undefined) return `${open}${entries.join(item)}${close}`;
-    const pad = ' '.repeat(options.indent * (level + 1));
-    const end = ' '.repeat(options.indent * level);
-    return `${open}\n${pad}${entries.join(`${item}\n${pad}`)}\n${end}${close}`;
+    const pad = ' '.repeat(indent * (level + 1));
+    const end = ' '.repeat(indent * level);
+    return `${open}\n${pad}${entries.join(`,\n${pad}`)}\n${end}${close}`;
   };
   return write(value, 0);
 }

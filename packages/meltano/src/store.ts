@@ -40,6 +40,7 @@ import {
   validateStateId,
   writePart,
 } from './state.js';
+import { WrittenPartials } from './versions.js';
 
 export interface MeltanoStoreOptions extends MeltanoConnectionOptions {
   /** `seed` (default), `plugin` or `systemdb`. */
@@ -65,9 +66,12 @@ export interface ImportOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-interface Row {
+interface StoredParts {
   partial_state: string | null;
   completed_state: string | null;
+}
+
+interface Row extends StoredParts {
   updated_at: Date | null;
 }
 
@@ -84,6 +88,9 @@ export class MeltanoStateStore {
   readonly #pool: pg.Pool;
   readonly #ownsPool: boolean;
   readonly #advisory: AdvisoryLockContext;
+  readonly #sql: StateSql;
+  /** Partial parts this store wrote, with their row versions: repeated merges skip the read (see #tryUnlocked). */
+  readonly #written = new WrittenPartials();
 
   constructor(options: MeltanoStoreOptions = {}) {
     this.layout = parseLayout(options.layout);
@@ -94,6 +101,7 @@ export class MeltanoStateStore {
     this.#pool = options.pool ?? createPool(this.config.settings);
     this.#ownsPool = options.pool === undefined;
     this.#advisory = { pool: this.#pool, poolingChecked: { value: undefined } };
+    this.#sql = stateSql(this.config.stateTable, this.config.locksTable);
   }
 
   get pool(): pg.Pool {
@@ -127,10 +135,7 @@ export class MeltanoStateStore {
   }
 
   async #read(client: pg.Pool | pg.PoolClient, stateId: string): Promise<MeltanoStateView | null> {
-    const { rows } = await client.query<Row>(
-      `SELECT partial_state, completed_state, updated_at FROM ${this.config.stateTable} WHERE state_id = $1`,
-      [stateId],
-    );
+    const { rows } = await client.query<Row>(this.#sql.read, [stateId]);
     const row = rows[0];
     return row ? toView(stateId, row) : null;
   }
@@ -181,25 +186,23 @@ export class MeltanoStateStore {
   // ---- writes (Meltano's StateService / StateStoreManager) -------------------------------------------------------
 
   /**
-   * Meltano's `update`: under the state's lock, a state without a completed part is deep-merged into the current
-   * partial (the completed part is kept); a completed state replaces the row.
+   * Meltano's `update`: a state without a completed part is deep-merged into the current partial (the completed
+   * part is kept); a completed state replaces the row.
+   *
+   * Without a held lock this first tries the lock-free way, guarded in the same statement by "nobody holds the
+   * state's lock" (seed: no lock row; plugin/systemdb: `pg_try_advisory_xact_lock` on the upstream key): a completed
+   * state is one guarded upsert; a merge reads the row and its version (`xmin`), merges in JS and writes only if the
+   * row is still that version. If the state is locked, or another writer got in between, it falls back to the
+   * locked transaction (which waits for the lock like Meltano's `update`).
    */
   async update(state: MeltanoState, options: Pick<WriteOptions, 'lock'> = {}): Promise<void> {
     validateStateId(state.stateId);
-    await this.#critical(state.stateId, options.lock, async (client) => {
-      let toWrite = state;
-      if (isEmpty(state.completed)) {
-        const current = await this.#read(client, state.stateId);
-        if (current) {
-          toWrite = {
-            stateId: state.stateId,
-            completed: current.completed,
-            partial: deepMerge(state.partial, current.partial),
-          };
-        }
-      }
-      await this.#write(client, toWrite);
-    });
+    if (options.lock) {
+      await this.#underHeldLock(state.stateId, options.lock, (client) => this.#applyLocked(client, state));
+      return;
+    }
+    if (await this.#tryUnlocked(state)) return;
+    await this.#critical(state.stateId, undefined, (client) => this.#applyLocked(client, state));
   }
 
   /** `meltano state set`: a completed state (partial cleared). JSON text or an object. */
@@ -238,6 +241,7 @@ export class MeltanoStateStore {
   /** Removes the row without taking the lock (Meltano's `delete`). True when a row was removed. */
   async delete(stateId: string): Promise<boolean> {
     validateStateId(stateId);
+    this.#written.delete(stateId);
     const { rowCount } = await this.#pool.query(`DELETE FROM ${this.config.stateTable} WHERE state_id = $1`, [stateId]);
     return rowCount === 1;
   }
@@ -245,6 +249,7 @@ export class MeltanoStateStore {
   /** `meltano state clear ID`: delete under the lock. */
   async clear(stateId: string, options: Pick<WriteOptions, 'lock'> = {}): Promise<boolean> {
     validateStateId(stateId);
+    this.#written.delete(stateId);
     return this.#critical(stateId, options.lock, async (client) => {
       const { rowCount } = await client.query(`DELETE FROM ${this.config.stateTable} WHERE state_id = $1`, [stateId]);
       return rowCount === 1;
@@ -253,6 +258,7 @@ export class MeltanoStateStore {
 
   /** `meltano state clear --all`: returns how many states were removed. */
   async clearAll(): Promise<number> {
+    this.#written.clear();
     const { rowCount } = await this.#pool.query(`DELETE FROM ${this.config.stateTable}`);
     return rowCount ?? 0;
   }
@@ -269,6 +275,7 @@ export class MeltanoStateStore {
       });
     }
     const states = Object.keys(data).map((id) => parseExportEntry(id, (data as Record<string, unknown>)[id]));
+    this.#written.clear();
     const client = await this.#pool.connect();
     try {
       await client.query('BEGIN');
@@ -324,14 +331,100 @@ export class MeltanoStateStore {
     return this.layout === 'systemdb' ? 'braces' : 'null';
   }
 
-  async #write(client: pg.PoolClient, state: MeltanoState): Promise<void> {
-    await client.query(
-      `INSERT INTO ${this.config.stateTable} (state_id, partial_state, completed_state, updated_at)
-       VALUES ($1, $2, $3, now())
-       ON CONFLICT (state_id) DO UPDATE SET partial_state = EXCLUDED.partial_state,
-         completed_state = EXCLUDED.completed_state, updated_at = EXCLUDED.updated_at`,
-      [state.stateId, writePart(state.partial, this.#emptyAs), writePart(state.completed, this.#emptyAs)],
-    );
+  /** The two parts as stored (empty as NULL, or `'{}'` in systemdb). */
+  #parts(state: MeltanoState): [partial: string | null, completed: string | null] {
+    return [writePart(state.partial, this.#emptyAs), writePart(state.completed, this.#emptyAs)];
+  }
+
+  /**
+   * Meltano's merge of a partial state into a stored partial part: the new partial part as stored. (The completed
+   * part is kept as stored: merge writes leave that column alone.)
+   */
+  #mergedPartial(stateId: string, partial: JsonObject, stored: string | null): string | null {
+    return writePart(deepMerge(partial, readStoredPart(stored, stateId, 'partial_state')), this.#emptyAs);
+  }
+
+  /**
+   * One attempt without the lock; false when the state is locked, or changed under us twice (nothing written then).
+   * A completed state: a guarded UPDATE, or for a new state id a guarded upsert. A merge: a guarded UPDATE on the
+   * condition that the row is still the version this store last wrote (no read at all), else read the row and its
+   * version and write on that condition.
+   */
+  async #tryUnlocked(state: MeltanoState): Promise<boolean> {
+    const { stateId } = state;
+    const guard = this.config.locksTable ? [] : [advisoryLockKey(stateId).toString()];
+    if (!isEmpty(state.completed)) {
+      this.#written.delete(stateId);
+      const parts = this.#parts(state);
+      const updated = await this.#pool.query(this.#sql.guardedReplace, [stateId, ...parts, ...guard]);
+      if (updated.rowCount === 1) return true;
+      const upserted = await this.#pool.query(this.#sql.guardedUpsert, [stateId, ...parts, ...guard]);
+      return upserted.rowCount === 1;
+    }
+    const known = this.#written.get(stateId);
+    if (known) {
+      const partial = this.#mergedPartial(stateId, state.partial, known.partial);
+      if (await this.#mergeIfVersion(stateId, partial, known.version, guard)) return true;
+    }
+    const { rows } = await this.#pool.query<StoredParts & { version: string }>(this.#sql.readVersion, [stateId]);
+    const row = rows[0];
+    if (!row) {
+      const parts = this.#parts(state);
+      const inserted = await this.#pool.query<{ version: string }>(this.#sql.guardedInsertIfAbsent, [
+        stateId,
+        ...parts,
+        ...guard,
+      ]);
+      const version = inserted.rows[0]?.version;
+      if (version !== undefined) this.#written.set(stateId, { version, partial: parts[0] });
+      return version !== undefined;
+    }
+    // Read like Meltano's update reads (a corrupt stored part fails here, before anything is written).
+    readStoredPart(row.completed_state, stateId, 'completed_state');
+    const partial = this.#mergedPartial(stateId, state.partial, row.partial_state);
+    return this.#mergeIfVersion(stateId, partial, row.version, guard);
+  }
+
+  async #mergeIfVersion(stateId: string, partial: string | null, version: string, guard: string[]): Promise<boolean> {
+    const { rows } = await this.#pool.query<{ version: string }>(this.#sql.guardedMergeIfVersion, [
+      stateId,
+      partial,
+      version,
+      ...guard,
+    ]);
+    const written = rows[0]?.version;
+    if (written === undefined) {
+      this.#written.delete(stateId);
+      return false;
+    }
+    this.#written.set(stateId, { version: written, partial });
+    return true;
+  }
+
+  /**
+   * Meltano's `update` inside a transaction that holds the state's lock. Lock-free writers do not wait for a lock
+   * taken inside a transaction, so the row is read FOR UPDATE (they then fail their version check and come here)
+   * and a first insert only happens if nobody inserted meanwhile (else read again).
+   */
+  async #applyLocked(client: pg.PoolClient, state: MeltanoState): Promise<void> {
+    const { stateId } = state;
+    this.#written.delete(stateId);
+    if (!isEmpty(state.completed)) {
+      await client.query(this.#sql.upsert, [stateId, ...this.#parts(state)]);
+      return;
+    }
+    for (;;) {
+      const { rows } = await client.query<StoredParts>(this.#sql.readForUpdate, [stateId]);
+      const row = rows[0];
+      if (row) {
+        readStoredPart(row.completed_state, stateId, 'completed_state');
+        const partial = this.#mergedPartial(stateId, state.partial, row.partial_state);
+        await client.query(this.#sql.mergeLocked, [stateId, partial]);
+        return;
+      }
+      const { rowCount } = await client.query(this.#sql.insertIfAbsent, [stateId, ...this.#parts(state)]);
+      if (rowCount === 1) return;
+    }
   }
 
   /**
@@ -412,6 +505,53 @@ export class MeltanoStateStore {
       client.release();
     }
   }
+}
+
+interface StateSql {
+  read: string;
+  readVersion: string;
+  readForUpdate: string;
+  upsert: string;
+  insertIfAbsent: string;
+  mergeLocked: string;
+  guardedReplace: string;
+  guardedUpsert: string;
+  guardedInsertIfAbsent: string;
+  guardedMergeIfVersion: string;
+}
+
+/**
+ * The statements on one state table: `$1` the state id, `$2` the partial part, `$3` the completed part (or, for a
+ * merge, the row version `xmin` it expects), `$4` the advisory key of the plugin/systemdb guard. `$1::text` so the
+ * id has one type in SELECT lists and WHERE clauses; the parts stay untyped, so json/varchar columns work too.
+ */
+function stateSql(table: string, locksTable: string | undefined): StateSql {
+  const columns = 'partial_state, completed_state, updated_at';
+  const onConflict = `ON CONFLICT (state_id) DO UPDATE SET partial_state = EXCLUDED.partial_state,
+    completed_state = EXCLUDED.completed_state, updated_at = EXCLUDED.updated_at`;
+  // Nobody holds the lock, checked in the statement itself. seed: no lock row at all (a live one is a holder; an
+  // expired one is left to the locked path, which takes it over and removes it); plugin/systemdb: the upstream key
+  // is free now and stays ours until this statement's transaction ends, so a Python session lock is respected both
+  // ways.
+  const free = locksTable
+    ? `NOT EXISTS (SELECT FROM ${locksTable} WHERE state_id = $1::text)`
+    : 'pg_try_advisory_xact_lock($4::int8)';
+  const insert = `INSERT INTO ${table} (state_id, ${columns}) SELECT $1::text, $2, $3, now()`;
+  const mergeSet = `UPDATE ${table} SET partial_state = $2, updated_at = now() WHERE state_id = $1::text`;
+  return {
+    read: `SELECT ${columns} FROM ${table} WHERE state_id = $1::text`,
+    readVersion: `SELECT partial_state, completed_state, xmin::text AS version FROM ${table} WHERE state_id = $1::text`,
+    readForUpdate: `SELECT partial_state, completed_state FROM ${table} WHERE state_id = $1::text FOR UPDATE`,
+    upsert: `${insert} ${onConflict}`,
+    insertIfAbsent: `${insert} ON CONFLICT (state_id) DO NOTHING`,
+    mergeLocked: mergeSet,
+    // An UPDATE first: its guard costs less to plan than the upsert's; the upsert is for new state ids.
+    guardedReplace: `UPDATE ${table} SET partial_state = $2, completed_state = $3, updated_at = now()
+      WHERE state_id = $1::text AND ${free}`,
+    guardedUpsert: `${insert} WHERE ${free} ${onConflict}`,
+    guardedInsertIfAbsent: `${insert} WHERE ${free} ON CONFLICT (state_id) DO NOTHING RETURNING xmin::text AS version`,
+    guardedMergeIfVersion: `${mergeSet} AND xmin = $3::xid AND ${free} RETURNING xmin::text AS version`,
+  };
 }
 
 /**
