@@ -4,7 +4,7 @@ import { getTableConfig, isPgSequence, PgTable } from 'drizzle-orm/pg-core';
 import type pg from 'pg';
 import { INTERNAL_DEFAULT_SCHEMA } from './internal.js';
 import { loadMigrationSet, renderMigration } from './migration-files.js';
-import { type MigrationTarget, type ResolvedTarget, resolveTarget } from './targets.js';
+import { type MigrationTarget, POWERSYNC_DEFAULT_SCHEMA, type ResolvedTarget, resolveTarget } from './targets.js';
 
 /** Anything that hands out a dedicated connection: a `pg.Pool`. */
 export type ConnectionSource = Pick<pg.Pool, 'connect'>;
@@ -77,8 +77,16 @@ export interface MigrationStatus {
  */
 export const MIGRATION_LOCK_KEY = '7450738237593361921';
 
-/** For the `internal` target, its schema is the journal's schema: one name, not two that could disagree. */
+/**
+ * For the `internal` target, its schema is the journal's schema: one name, not two that could disagree.
+ * PowerSync keeps its journal inside its own schema by default, because the seed's least-privilege service user
+ * may have rights in that schema only; every caller (the storage module, `pgstate migrate`, `pgstate doctor`) then
+ * looks in the same place.
+ */
 function normalized<T extends MigrationOptions>(target: MigrationTarget, options: T): T {
+  if (target.adapter === 'powersync' && options.internalSchema === undefined) {
+    return { ...options, internalSchema: target.schema ?? POWERSYNC_DEFAULT_SCHEMA };
+  }
   if (target.adapter !== 'internal' || target.schema === undefined) return options;
   if (options.internalSchema !== undefined && options.internalSchema !== target.schema) {
     throw new PgStateError(

@@ -313,3 +313,18 @@ describe('migrate', () => {
     ).rejects.toMatchObject({ code: 'BAD_SETTING' });
   });
 });
+
+describe('PowerSync keeps its journal in its own schema', () => {
+  it('by default, so migrate and migrationStatus (the CLI, doctor, the storage module) agree without options', async () => {
+    const target = { adapter: 'powersync', schema: 'ps_journal_default' } as const;
+    const { applied } = await migrate(pool, target);
+    expect(applied.length).toBeGreaterThan(0);
+    const { rows } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM ps_journal_default.migrations');
+    expect(rows[0]?.n).toBe(applied.length);
+    const status = await migrationStatus(pool, target);
+    expect(status.configs.flatMap((c) => c.pending)).toEqual([]);
+    // The same answer when the caller names the schema explicitly, as the storage module does.
+    const explicit = await migrationStatus(pool, target, { internalSchema: 'ps_journal_default' });
+    expect(explicit.configs.flatMap((c) => c.pending)).toEqual([]);
+  });
+});

@@ -35,7 +35,7 @@ interface DoctorFlags {
   schema?: string;
   table?: string;
   layout?: string;
-  internalSchema: string;
+  internalSchema?: string;
   /** How the PowerSync service gets checkpoint notifications (its storage.checkpoint_notifications). */
   powersyncNotify?: string;
   powersyncNotifyUrl?: string;
@@ -52,7 +52,10 @@ export function register(program: Command, context: CommandContext): void {
     .option('--schema <name>', 'the adapter’s schema, when not the default (needs --adapter)')
     .option('--table <name>', 'the adapter’s table, when not the default (needs --adapter)')
     .option('--layout <layout>', 'Meltano table layout: seed | plugin | systemdb', 'seed')
-    .option('--internal-schema <name>', 'schema of pgstate’s own journal and leases', 'pgstate')
+    .option(
+      '--internal-schema <name>',
+      'schema of pgstate’s own journal and leases (default: pgstate; PowerSync: its own schema)',
+    )
     .option(
       '--powersync-notify <mode>',
       'PowerSync checkpoint notifications: listen | poll (as storage.checkpoint_notifications.mode)',
@@ -395,7 +398,7 @@ async function checkMigrations(
   pool: Awaited<ReturnType<CommandContext['pool']>>,
   target: MigrationTarget,
   resolved: ResolvedTarget,
-  internalSchema: string,
+  internalSchema: string | undefined,
   strict: boolean,
   installed: boolean,
 ): Promise<DoctorCheck> {

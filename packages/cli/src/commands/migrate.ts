@@ -23,7 +23,10 @@ export function register(program: Command, context: CommandContext): void {
     .option('--schema <name>', 'schema for the adapter’s tables (default: the adapter’s own)')
     .option('--table <name>', 'table name, for adapters with one table (pulumi; meltano plugin/systemdb)')
     .option('--layout <layout>', 'Meltano table layout: seed | plugin | systemdb', 'seed')
-    .option('--internal-schema <name>', 'schema of pgstate’s own journal and leases', 'pgstate')
+    .option(
+      '--internal-schema <name>',
+      'schema of pgstate’s own journal and leases (default: pgstate; PowerSync: its own schema)',
+    )
     .option('--dry-run', 'print the SQL that would run; change nothing')
     .option('--check', 'change nothing; exit 5 when migrations are pending (for CI and deploy checks)')
     .action(async (flags: MigrateFlags) => {
