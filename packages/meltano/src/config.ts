@@ -78,7 +78,8 @@ export function resolveMeltanoConfig(layout: MeltanoLayout, options: MeltanoConn
       password: options.password ?? fromEnv('PASSWORD'),
       database: options.database ?? fromEnv('DATABASE'),
       schema: options.schema ?? fromEnv('SCHEMA'),
-      sslmode: options.sslmode ?? fromEnv('SSLMODE') ?? 'prefer',
+      // No default here: a setting overrides the URL, and libpq's (and core's) default is already `prefer`.
+      sslmode: options.sslmode ?? fromEnv('SSLMODE'),
     },
     { allowSchemaPath: layout !== 'systemdb', env },
   );

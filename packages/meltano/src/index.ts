@@ -21,4 +21,10 @@ export {
   SINGER_STATE_KEY,
   validateStateId,
 } from './state.js';
-export { type ImportOptions, MeltanoStateStore, type MeltanoStoreOptions, type WriteOptions } from './store.js';
+export {
+  type ImportOptions,
+  listQuery,
+  MeltanoStateStore,
+  type MeltanoStoreOptions,
+  type WriteOptions,
+} from './store.js';
