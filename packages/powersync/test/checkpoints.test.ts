@@ -124,6 +124,15 @@ function assertMonotonic(updates: StorageCheckpointUpdate[]) {
   }
 }
 
+/** Polls until `check` holds (10 s at most), then fails naming what did not happen. */
+async function eventually(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 describe('checkpoint notifications across processes', () => {
   test('a watcher follows another process’s commits, also after its LISTEN connection was killed, never regressing', async () => {
     const schema = 'ps_notify';
@@ -236,6 +245,8 @@ describe('checkpoint notifications across processes', () => {
       await a.until((u) => u.base.lsn === lsn(2), 'polled lsn 2');
       await b.until((u) => u.base.lsn === lsn(2), 'listened lsn 2');
       expect(checkpointNotifier(polled.db).stats).toMatchObject({ mode: 'poll', connects: 0 });
+      // The watcher may have seen lsn 2 from its first query before its LISTEN connection was up: wait for it.
+      await eventually(() => checkpointNotifier(direct.db).stats.connects >= 1, 'the LISTEN connection connects');
       expect(checkpointNotifier(direct.db).stats).toMatchObject({ mode: 'listen', connects: 1 });
       expect(() =>
         normalizeStorageConfig({
@@ -275,7 +286,9 @@ describe('checkpoint notifications across processes', () => {
             )
           ).rows[0].n,
         );
-      expect(await listening()).toBe(1);
+      // A LISTEN backend of the previous test may still be exiting (pg_stat_activity lags a closed client); with
+      // one connection per watcher this would stay at 2.
+      await eventually(async () => (await listening()) === 1, 'exactly one LISTEN connection for two watchers');
       await a.stop();
       await b.stop();
       const deadline = Date.now() + 10_000;
