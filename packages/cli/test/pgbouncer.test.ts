@@ -1,15 +1,8 @@
-import { execFileSync, spawn } from 'node:child_process';
-import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
-import { freeLoopbackPort } from '@pgstate/core';
-import { createTestDatabase } from '@pgstate/core/testing';
+import { createTestDatabase, pgbouncerBinary, startPgBouncer } from '@pgstate/core/testing';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { cleanEnv, runCli } from './helpers.js';
 
-const binary = ['/usr/sbin/pgbouncer', '/usr/bin/pgbouncer', '/usr/local/bin/pgbouncer'].find((f) => fs.existsSync(f));
-if (!binary)
+if (!pgbouncerBinary)
   console.warn('NOT RUN: pgbouncer is not installed (Debian package pgbouncer): PgBouncer detection untested');
 
 interface Check {
@@ -20,70 +13,29 @@ interface Check {
   data?: Record<string, unknown>;
 }
 
-describe.skipIf(!binary)('doctor behind PgBouncer in transaction mode', () => {
+describe.skipIf(!pgbouncerBinary)('doctor behind PgBouncer in transaction mode', () => {
   let db: Awaited<ReturnType<typeof createTestDatabase>>;
-  let dir: string;
-  let child: ReturnType<typeof spawn>;
+  let bouncer: Awaited<ReturnType<typeof startPgBouncer>> | undefined;
   let bouncerUrl: string;
 
   beforeAll(async () => {
     db = await createTestDatabase(inject('pgUrl'), 'cli_bouncer');
     const server = new URL(db.url);
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgstate-cli-bouncer-'));
-    const port = await freeLoopbackPort();
-    const password = decodeURIComponent(server.password);
-    fs.writeFileSync(path.join(dir, 'users.txt'), `"${decodeURIComponent(server.username)}" "${password}"\n`);
-    fs.writeFileSync(
-      path.join(dir, 'pgbouncer.ini'),
-      [
-        '[databases]',
-        `* = host=127.0.0.1 port=${server.port}`,
-        '[pgbouncer]',
-        'listen_addr = 127.0.0.1',
-        `listen_port = ${port}`,
-        'unix_socket_dir =',
-        'auth_type = scram-sha-256',
-        'auth_file = users.txt',
-        'pool_mode = transaction',
-        'default_pool_size = 4',
-        'ignore_startup_parameters = extra_float_digits',
-        `logfile = ${path.join(dir, 'pgbouncer.log')}`,
-        '',
-      ].join('\n'),
-    );
-    // PgBouncer refuses to run as root: run it as the postgres user then.
-    const ids =
-      process.getuid?.() === 0
-        ? {
-            uid: Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' })),
-            gid: Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' })),
-          }
-        : {};
-    if (process.getuid?.() === 0) execFileSync('chown', ['-R', 'postgres:postgres', dir]);
-    child = spawn(binary!, ['-q', path.join(dir, 'pgbouncer.ini')], { cwd: dir, stdio: 'ignore', ...ids });
-    for (let i = 0; i < 200; i++) {
-      const up = await new Promise<boolean>((resolve) => {
-        const s = net.connect(port, '127.0.0.1');
-        s.once('connect', () => {
-          s.destroy();
-          resolve(true);
-        });
-        s.once('error', () => resolve(false));
-      });
-      if (up) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    bouncer = await startPgBouncer({
+      host: '127.0.0.1',
+      port: Number(server.port),
+      user: decodeURIComponent(server.username),
+      password: decodeURIComponent(server.password),
+    });
     const u = new URL(db.url);
-    u.port = String(port);
+    u.port = String(bouncer.port);
     u.search = '?sslmode=disable';
     bouncerUrl = u.toString();
   });
 
   afterAll(async () => {
-    child?.kill('SIGINT');
-    await new Promise((r) => setTimeout(r, 200));
+    await bouncer?.stop();
     await db?.drop();
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
   it('detects transaction pooling and explains what it means for locks and LISTEN', async () => {

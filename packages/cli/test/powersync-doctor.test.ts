@@ -1,12 +1,4 @@
-// `pgstate doctor` on PowerSync's checkpoint notifications: which mode applies (LISTEN on the storage URL, LISTEN on a
-// separate URL, polling) and the warning when LISTEN would go through PgBouncer transaction pooling.
-import { execFileSync, spawn } from 'node:child_process';
-import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
-import { freeLoopbackPort } from '@pgstate/core';
-import { createTestDatabase } from '@pgstate/core/testing';
+import { createTestDatabase, pgbouncerBinary, startPgBouncer } from '@pgstate/core/testing';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { cleanEnv, runCli } from './helpers.js';
 
@@ -91,73 +83,29 @@ describe('doctor: PowerSync checkpoint notifications', () => {
   });
 });
 
-const binary = ['/usr/sbin/pgbouncer', '/usr/bin/pgbouncer', '/usr/local/bin/pgbouncer'].find((f) => fs.existsSync(f));
-if (!binary)
+if (!pgbouncerBinary)
   console.warn('NOT RUN: pgbouncer is not installed: PowerSync notification warning behind PgBouncer untested');
 
-describe.skipIf(!binary)('doctor: PowerSync notifications behind PgBouncer in transaction mode', () => {
-  let dir: string;
-  let child: ReturnType<typeof spawn>;
+describe.skipIf(!pgbouncerBinary)('doctor: PowerSync notifications behind PgBouncer in transaction mode', () => {
+  let bouncer: Awaited<ReturnType<typeof startPgBouncer>> | undefined;
   let bouncerUrl: string;
 
   beforeAll(async () => {
     const server = new URL(db.url);
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgstate-ps-bouncer-'));
-    const port = await freeLoopbackPort();
-    fs.writeFileSync(
-      path.join(dir, 'users.txt'),
-      `"${decodeURIComponent(server.username)}" "${decodeURIComponent(server.password)}"\n`,
-    );
-    fs.writeFileSync(
-      path.join(dir, 'pgbouncer.ini'),
-      [
-        '[databases]',
-        `* = host=127.0.0.1 port=${server.port}`,
-        '[pgbouncer]',
-        'listen_addr = 127.0.0.1',
-        `listen_port = ${port}`,
-        'unix_socket_dir =',
-        'auth_type = scram-sha-256',
-        'auth_file = users.txt',
-        'pool_mode = transaction',
-        'default_pool_size = 4',
-        'ignore_startup_parameters = extra_float_digits',
-        `logfile = ${path.join(dir, 'pgbouncer.log')}`,
-        '',
-      ].join('\n'),
-    );
-    // PgBouncer refuses to run as root.
-    const root = process.getuid?.() === 0;
-    const ids = root
-      ? {
-          uid: Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' })),
-          gid: Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' })),
-        }
-      : {};
-    if (root) execFileSync('chown', ['-R', 'postgres:postgres', dir]);
-    child = spawn(binary!, ['-q', path.join(dir, 'pgbouncer.ini')], { cwd: dir, stdio: 'ignore', ...ids });
-    for (let i = 0; i < 200; i++) {
-      const up = await new Promise<boolean>((resolve) => {
-        const s = net.connect(port, '127.0.0.1');
-        s.once('connect', () => {
-          s.destroy();
-          resolve(true);
-        });
-        s.once('error', () => resolve(false));
-      });
-      if (up) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    bouncer = await startPgBouncer({
+      host: '127.0.0.1',
+      port: Number(server.port),
+      user: decodeURIComponent(server.username),
+      password: decodeURIComponent(server.password),
+    });
     const u = new URL(db.url);
-    u.port = String(port);
+    u.port = String(bouncer.port);
     u.search = '?sslmode=disable';
     bouncerUrl = u.toString();
   });
 
   afterAll(async () => {
-    child?.kill('SIGINT');
-    await new Promise((r) => setTimeout(r, 200));
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    await bouncer?.stop();
   });
 
   it('LISTEN on a transaction-pooled storage URL warns, naming both ways out', async () => {

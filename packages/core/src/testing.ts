@@ -62,4 +62,5 @@ export async function createTestDatabase(
   };
 }
 
+export * from './testing-pgbouncer.js';
 export * from './testing-tls.js';

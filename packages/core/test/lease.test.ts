@@ -5,9 +5,8 @@ import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import { createPool, LeaseLocks, parseConnectionSettings } from '../src/index.js';
-import { createTestDatabase } from '../src/testing.js';
+import { createTestDatabase, pgbouncerBinary, startPgBouncer } from '../src/testing.js';
 import { rejectionOf } from './helpers.js';
-import { pgbouncerBinary, startPgBouncer } from './pgbouncer.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const worker = path.join(here, 'fixtures', 'lease-worker.ts');

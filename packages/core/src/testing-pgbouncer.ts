@@ -1,16 +1,23 @@
-// A minimal PgBouncer in transaction pooling mode for tests (Debian's binary, run as the postgres OS user when root).
+/** A minimal PgBouncer in transaction pooling mode for tests (Debian's binary, run as the postgres OS user when root). */
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { freeLoopbackPort } from '../src/index.js';
+import { freeLoopbackPort } from './cluster.js';
 
+/** The installed pgbouncer binary, if any: tests without it report themselves as not run. */
 export const pgbouncerBinary = ['/usr/sbin/pgbouncer', '/usr/bin/pgbouncer', '/usr/local/bin/pgbouncer'].find((f) =>
   fs.existsSync(f),
 );
 
-export async function startPgBouncer(server: { host: string; port: number; user: string; password: string }) {
+/** Starts PgBouncer in front of `server` on a free loopback port (SCRAM auth with the given user and password). */
+export async function startPgBouncer(server: {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+}): Promise<{ port: number; stop(): Promise<void> }> {
   if (!pgbouncerBinary) throw new Error('pgbouncer is not installed');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgstate-bouncer-'));
   const port = await freeLoopbackPort();
