@@ -27,6 +27,9 @@ export interface Names {
   instance: string;
   locks: string;
   connectionReportEvents: string;
+  serviceMigrations: string;
+  /** pgstate's lease table (created with the migration journal in the storage schema). */
+  leases: string;
   opIdSequence: string;
   syncRulesIdSequence: string;
   /** Literal for nextval()/regclass arguments. */
@@ -49,6 +52,8 @@ export function namesFor(schema: string): Names {
     instance: q('instance'),
     locks: q('locks'),
     connectionReportEvents: q('connection_report_events'),
+    serviceMigrations: q('service_migrations'),
+    leases: q('leases'),
     opIdSequence: q('op_id_sequence'),
     syncRulesIdSequence: q('sync_rules_id_sequence'),
     opIdSequenceLiteral: `'${s}.op_id_sequence'`,
@@ -148,6 +153,11 @@ export class StorageDb {
       },
     );
     return this.migrated;
+  }
+
+  /** Forgets that this process migrated (after the storage tables were dropped), so the next call migrates again. */
+  forgetMigrated(): void {
+    this.migrated = undefined;
   }
 
   async end(): Promise<void> {

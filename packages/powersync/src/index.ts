@@ -19,7 +19,14 @@ export {
 } from './encoding.js';
 export { PgStateBucketStorageFactory, type PgStateBucketStorageFactoryOptions } from './factory.js';
 export {
+  DEFAULT_MAX_LOCK_WAIT_MS,
   PgStateMigrationAgent,
+  type PgStateMigrationAgentOptions,
+  PgStateMigrationLocks,
+  PgStateMigrationStore,
+  STORAGE_MIGRATION_NAME,
+} from './migrations.js';
+export {
   PgStateStorageModule,
   PgStateStorageProvider,
   type StorageModuleContext,

@@ -1,12 +1,8 @@
-import {
-  type NormalizedStorageConfig,
-  normalizeStorageConfig,
-  PGSTATE_STORAGE_TYPE,
-  type PgStateStorageConfig,
-} from './config.js';
+import { normalizeStorageConfig, PGSTATE_STORAGE_TYPE, type PgStateStorageConfig } from './config.js';
 import { PgStateBucketStorageFactory } from './factory.js';
+import { PgStateMigrationAgent } from './migrations.js';
 import { PgStateReportStorage } from './report-storage.js';
-import type { ActiveStorage, GetStorageOptions, Logger, StorageProvider } from './types.js';
+import type { ActiveStorage, GetStorageOptions, Logger, MigrationAgent, StorageProvider } from './types.js';
 
 /** `StorageProvider` for `storage.type: pgstate`. */
 export class PgStateStorageProvider implements StorageProvider {
@@ -42,23 +38,7 @@ export class PgStateStorageProvider implements StorageProvider {
 export interface StorageModuleContext {
   storageEngine: { registerProvider(provider: StorageProvider): void };
   configuration: { storage: { type: string; [key: string]: unknown } };
-  migrations?: { registerMigrationAgent(agent: unknown): void };
-}
-
-/** Migration agent handed to the service's migration manager: brings the storage schema up to date. */
-export class PgStateMigrationAgent {
-  constructor(readonly config: NormalizedStorageConfig) {}
-
-  async migrate(): Promise<void> {
-    const factory = new PgStateBucketStorageFactory({ config: this.config });
-    try {
-      await factory.db.ensureMigrated();
-    } finally {
-      await factory[Symbol.asyncDispose]();
-    }
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {}
+  migrations?: { registerMigrationAgent(agent: MigrationAgent): void };
 }
 
 /**
@@ -74,7 +54,9 @@ export class PgStateStorageModule {
     context.storageEngine.registerProvider(new PgStateStorageProvider(this.logger));
     if (context.configuration.storage.type === PGSTATE_STORAGE_TYPE && context.migrations) {
       context.migrations.registerMigrationAgent(
-        new PgStateMigrationAgent(normalizeStorageConfig(context.configuration.storage as PgStateStorageConfig)),
+        new PgStateMigrationAgent(normalizeStorageConfig(context.configuration.storage as PgStateStorageConfig), {
+          logger: this.logger,
+        }),
       );
     }
   }

@@ -348,12 +348,14 @@ export interface CreateWriterOptions extends ParseSyncConfigOptions {
   logger?: Logger;
 }
 
-/** The subset of a winston-style logger we call. */
+/** The subset of a winston-style logger we call (the service's `logger` from lib-services-framework fits). */
 export interface Logger {
   info(message: string, ...meta: unknown[]): unknown;
   warn(message: string, ...meta: unknown[]): unknown;
   error(message: string, ...meta: unknown[]): unknown;
   debug(message: string, ...meta: unknown[]): unknown;
+  /** winston's child logger; `{prefix}` is what the service's log format puts before the message. */
+  child?(meta: { prefix?: string }): Logger;
 }
 
 export interface SyncRulesBucketStorageListener {
@@ -648,6 +650,100 @@ export interface GetStorageOptions {
 export interface StorageProvider {
   type: string;
   getStorage(options: GetStorageOptions): Promise<ActiveStorage>;
+}
+
+// ---- Migrations: lib-services-framework `migrations` / `locks` and service-core `migrations` at 06b4092fc ----
+
+export enum Direction {
+  Up = 'up',
+  Down = 'down',
+}
+
+export type MigrationFunction<Context extends {} | undefined = undefined> = (context: Context) => Promise<void>;
+
+export type Migration<Context extends {} | undefined = undefined> = {
+  name: string;
+  up: MigrationFunction<Context>;
+  down: MigrationFunction<Context>;
+};
+
+export type ExecutedMigration = {
+  name: string;
+  direction: Direction;
+  timestamp: Date;
+};
+
+export type MigrationState = {
+  last_run: string;
+  log: ExecutedMigration[];
+};
+
+export type MigrationStore = {
+  init?: () => Promise<void>;
+  load: () => Promise<MigrationState | undefined>;
+  save: (state: MigrationState) => Promise<void>;
+  /** Resets the migration store state (tests). */
+  clear: () => Promise<void>;
+};
+
+export type MigrationAgentGenerics = {
+  MIGRATION_CONTEXT?: {};
+};
+
+export type MigrationParams<Generics extends MigrationAgentGenerics = MigrationAgentGenerics> = {
+  count?: number;
+  direction: Direction;
+  migrationContext?: Generics['MIGRATION_CONTEXT'];
+  logger?: Logger;
+};
+
+export type RunMigrationParams<Generics extends MigrationAgentGenerics = MigrationAgentGenerics> = MigrationParams & {
+  migrations: Migration<Generics['MIGRATION_CONTEXT']>[];
+  maxLockWaitMs?: number;
+  logger?: Logger;
+};
+
+export type LockAcquireOptions = {
+  /** Optionally retry and wait for the lock to be acquired. */
+  max_wait_ms?: number;
+};
+
+export type LockHandle = {
+  refresh(): Promise<void>;
+  release(): Promise<void>;
+};
+
+export type LockCallback = (refresh: () => Promise<void>) => Promise<void>;
+
+export type LockManager = {
+  init?(): Promise<void>;
+  /** null when the lock is in use and no `max_wait_ms` was given or it elapsed. */
+  acquire(options?: LockAcquireOptions): Promise<LockHandle | null>;
+  /** Acquires, runs the handler, releases. */
+  lock(handler: LockCallback, options?: LockAcquireOptions): Promise<void>;
+};
+
+/** service-core's `PowerSyncMigrationContext` (the service context stays opaque here). */
+export interface PowerSyncMigrationContext {
+  service_context: unknown;
+}
+
+export interface PowerSyncMigrationGenerics extends MigrationAgentGenerics {
+  MIGRATION_CONTEXT: PowerSyncMigrationContext;
+}
+
+/**
+ * The public surface of lib-services-framework's `AbstractMigrationAgent` (service-core's
+ * `AbstractPowerSyncMigrationAgent`), which the service's `MigrationManager` calls: `run` at startup (auto-migration)
+ * and from `migrate up|down`, `resetStore` in upstream's shared migration tests.
+ */
+export interface MigrationAgent<Generics extends MigrationAgentGenerics = PowerSyncMigrationGenerics>
+  extends AsyncDisposable {
+  readonly store: MigrationStore;
+  readonly locks: LockManager;
+  loadInternalMigrations(): Promise<Migration<Generics['MIGRATION_CONTEXT']>[]>;
+  run(params: RunMigrationParams<Generics>): Promise<void>;
+  resetStore(): Promise<void>;
 }
 
 export interface TestStorageOptions {

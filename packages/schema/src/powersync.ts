@@ -178,6 +178,16 @@ export function powersyncTables(names: PowerSyncNames = {}) {
     ts: timestamp('ts', { withTimezone: true }).notNull(),
   });
 
+  /**
+   * The PowerSync service's migration log (service-core's MigrationStore: last migration run and the history), kept
+   * by `PgStateMigrationAgent`. One row (id 1). Separate from pgstate's own journal, which tracks the SQL files.
+   */
+  const serviceMigrations = s.table('service_migrations', {
+    id: integer('id').primaryKey(),
+    lastRun: text('last_run').notNull(),
+    log: jsonb('log').notNull(),
+  });
+
   return {
     opIdSequence,
     syncRulesIdSequence,
@@ -191,6 +201,7 @@ export function powersyncTables(names: PowerSyncNames = {}) {
     instance,
     locks,
     connectionReportEvents,
+    serviceMigrations,
   };
 }
 

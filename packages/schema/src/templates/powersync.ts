@@ -15,3 +15,4 @@ export const customWriteCheckpoints = tables.customWriteCheckpoints;
 export const instance = tables.instance;
 export const locks = tables.locks;
 export const connectionReportEvents = tables.connectionReportEvents;
+export const serviceMigrations = tables.serviceMigrations;
