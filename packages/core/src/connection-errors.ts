@@ -294,3 +294,39 @@ export function toPgStateError(error: unknown, settings?: Context): PgStateError
 export function isConnectionProblem(error: unknown): boolean {
   return error instanceof PgStateError || classify(error, {}) !== undefined;
 }
+
+/** Socket-level codes meaning an established (or starting) connection went away. */
+const LOST_CODES = new Set([
+  'ECONNRESET',
+  'EPIPE',
+  'ECONNABORTED',
+  'ECONNREFUSED',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'EHOSTDOWN',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'ENOTCONN',
+  'ERR_SOCKET_CLOSED',
+  'ERR_STREAM_DESTROYED',
+  'ERR_STREAM_WRITE_AFTER_END',
+]);
+
+/** pg's and Node's wording for the same, also when another layer put it inside its own message. */
+const LOST_MESSAGE =
+  /^timeout expired$|Connection terminated|Client has encountered a connection error|Client was closed and is not queryable|timeout exceeded when trying to connect|\b(write|read) (EPIPE|ECONNRESET)\b/;
+
+/**
+ * True when an error (or one of its causes) means the connection to PostgreSQL was lost or could not be made, so the
+ * same request may succeed when retried: socket errors such as `write EPIPE`, pg's "Connection terminated", the
+ * server shutting down or refusing connections (SQLSTATE 08xxx, 57P01-57P03, 53300), and UNREACHABLE.
+ */
+export function isConnectionLoss(error: unknown, depth = 0): boolean {
+  if (error === null || typeof error !== 'object' || depth > 5) return false;
+  if (error instanceof PgStateError && error.code === 'UNREACHABLE') return true;
+  const e = innermost(error);
+  const code = typeof e.code === 'string' ? e.code : undefined;
+  if (code !== undefined && (LOST_CODES.has(code) || /^(08...|57P0[123]|53300)$/.test(code))) return true;
+  if (typeof e.message === 'string' && LOST_MESSAGE.test(e.message)) return true;
+  return isConnectionLoss((error as { cause?: unknown }).cause, depth + 1);
+}

@@ -12,7 +12,13 @@ export {
   withClient,
 } from './client.js';
 export * from './cluster.js';
-export { isConnectionProblem, redactSecrets, sanitizeError, toPgStateError } from './connection-errors.js';
+export {
+  isConnectionLoss,
+  isConnectionProblem,
+  redactSecrets,
+  sanitizeError,
+  toPgStateError,
+} from './connection-errors.js';
 export * from './errors.js';
 export * from './health.js';
 export * from './identifiers.js';

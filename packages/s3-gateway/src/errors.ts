@@ -1,4 +1,4 @@
-import { isPgStateError } from '@pgstate/core';
+import { isConnectionLoss, isPgStateError } from '@pgstate/core';
 
 /** An error answered to the client in S3's XML error format. `code` is S3's error code (clients switch on it). */
 export class S3Error extends Error {
@@ -106,6 +106,8 @@ const RETRYABLE_SQLSTATE = /^(08|53|57P|40001|40P01|55P03)/;
  */
 export function toS3Error(error: unknown, key?: string): S3Error {
   if (error instanceof S3Error) return error;
+  // A lost or refused database connection (`write EPIPE`, "Connection terminated", 57P01...) is retryable.
+  if (isConnectionLoss(error)) return s3Errors.serviceUnavailable();
   if (isPgStateError(error)) {
     switch (error.code) {
       case 'PRECONDITION_FAILED':
@@ -144,14 +146,6 @@ export function toS3Error(error: unknown, key?: string): S3Error {
       'InternalError',
       'The state tables do not exist in this database yet: run `pgstate migrate`.',
     );
-  }
-  const message = error instanceof Error ? error.message : '';
-  if (
-    /Connection terminated|ECONNREFUSED|ECONNRESET|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(
-      message,
-    )
-  ) {
-    return s3Errors.serviceUnavailable();
   }
   return s3Errors.internal();
 }

@@ -8,7 +8,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { BucketHandler, ByteRange, ObjectInfo, PutConditions } from '@pgstate/core';
-import { PgStateError } from '@pgstate/core';
+import { isPgStateError, PgStateError } from '@pgstate/core';
 import type pg from 'pg';
 import { readBody } from './body.js';
 import { type ChecksumAlgorithm, checksum } from './checksums.js';
@@ -88,6 +88,57 @@ export interface S3Gateway {
   close(): Promise<void>;
 }
 
+/** Query parameters of GetObject that set a response header. */
+const RESPONSE_OVERRIDES = [
+  ['response-content-type', 'Content-Type'],
+  ['response-content-disposition', 'Content-Disposition'],
+  ['response-cache-control', 'Cache-Control'],
+  ['response-content-encoding', 'Content-Encoding'],
+  ['response-content-language', 'Content-Language'],
+  ['response-expires', 'Expires'],
+] as const;
+/** What Node accepts in a header value (no CR, LF or other control characters). */
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/**
+ * S3 sub-resources of objects (and of buckets, which S3 refuses on object paths) this endpoint does not implement:
+ * a PUT naming one must never store its body as the object.
+ */
+const UNSUPPORTED_OBJECT_SUBRESOURCES = [
+  'acl',
+  'tagging',
+  'retention',
+  'legal-hold',
+  'torrent',
+  'restore',
+  'select',
+  'select-type',
+  'attributes',
+  'renameObject',
+  'policy',
+  'policyStatus',
+  'versioning',
+  'versions',
+  'cors',
+  'lifecycle',
+  'website',
+  'logging',
+  'notification',
+  'replication',
+  'encryption',
+  'object-lock',
+  'accelerate',
+  'requestPayment',
+  'ownershipControls',
+  'publicAccessBlock',
+  'analytics',
+  'metrics',
+  'inventory',
+  'intelligent-tiering',
+  'location',
+  'session',
+];
+
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/i;
 const BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 
@@ -151,16 +202,22 @@ function parseMaxKeys(value: string | undefined, name: string): number {
   return Math.min(Number(value), 1000);
 }
 
+/**
+ * No object is larger than a bytea (under 1 GiB), so range positions past that are cut to it: what a client asks
+ * (`bytes=0-2147483648`) means the same, and no handler sees a number its SQL cannot hold (int4).
+ */
+const MAX_POSITION = 2 ** 30;
+
 /** Parses a single-range `Range` header. Returns undefined for headers S3 would ignore. */
 function parseRange(value: string | undefined): { start?: number; end?: number; suffix?: number } | undefined {
   if (!value) return undefined;
   const m = /^bytes=(\d*)-(\d*)$/.exec(value.trim());
   if (!m || (m[1] === '' && m[2] === '')) return undefined;
-  if (m[1] === '') return { suffix: Number(m[2]) };
+  if (m[1] === '') return { suffix: Math.min(Number(m[2]), MAX_POSITION) };
   const start = Number(m[1]);
   const end = m[2] === '' ? undefined : Number(m[2]);
   if (end !== undefined && end < start) return undefined;
-  return { start, end };
+  return { start: Math.min(start, MAX_POSITION), end: end === undefined ? undefined : Math.min(end, MAX_POSITION) };
 }
 
 export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gateway> {
@@ -543,6 +600,13 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
   ) {
     const handler = handlerFor(bucket);
     const range = parseRange(req.headers.range);
+    // Checked before any work: a CR/LF here would be header injection (Node refuses to send it).
+    for (const [param] of RESPONSE_OVERRIDES) {
+      const value = r.query.get(param);
+      if (value !== undefined && !HEADER_VALUE.test(value)) {
+        throw s3Errors.invalidArgument(`${param} contains characters not allowed in an HTTP header.`);
+      }
+    }
     if (head) {
       const info = await handler.headObject(key);
       if (!info) throw s3Errors.noSuchKey(key);
@@ -569,22 +633,20 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
       range && range.suffix === undefined
         ? { start: range.start!, ...(range.end !== undefined ? { end: range.end } : {}) }
         : undefined;
-    const found = await handler.getObject(key, handlerRange);
+    const found = await handler.getObject(key, handlerRange).catch(async (error: unknown) => {
+      // Handlers refuse a range that starts past the end; S3 answers that with 416 and the object's size.
+      if (handlerRange && isPgStateError(error, 'INVALID_INPUT')) {
+        const info = await handler.headObject(key);
+        if (info && handlerRange.start >= info.size) throw s3Errors.invalidRange(info.size);
+      }
+      throw error;
+    });
     if (!found) throw s3Errors.noSuchKey(key);
     const { info } = found;
     const status = conditionalStatus(req, info);
     if (status) return send(res, status, undefined, objectHeaders(info));
-    const headers: Record<string, string> = {
-      ...objectHeaders(info),
-      'Content-Type': r.query.get('response-content-type') ?? 'application/octet-stream',
-    };
-    for (const [param, name] of [
-      ['response-content-disposition', 'Content-Disposition'],
-      ['response-cache-control', 'Cache-Control'],
-      ['response-content-encoding', 'Content-Encoding'],
-      ['response-content-language', 'Content-Language'],
-      ['response-expires', 'Expires'],
-    ] as const) {
+    const headers: Record<string, string> = { ...objectHeaders(info), 'Content-Type': 'application/octet-stream' };
+    for (const [param, name] of RESPONSE_OVERRIDES) {
       const value = r.query.get(param);
       if (value !== undefined) headers[name] = value;
     }
@@ -793,8 +855,16 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
       if (!(await handlerFor(bucket).headObject(key))) throw s3Errors.noSuchKey(key);
       return sendAcl(res);
     }
-    for (const name of ['acl', 'tagging', 'retention', 'legal-hold', 'torrent', 'restore', 'select', 'attributes']) {
+    for (const name of UNSUPPORTED_OBJECT_SUBRESOURCES) {
       if (has(name)) throw s3Errors.notImplemented(`object ?${name}`);
+    }
+    // Buckets here are unversioned: S3 then knows only the version id "null" and calls any other invalid.
+    const versionId = r.query.get('versionId');
+    if (versionId !== undefined && versionId !== 'null') {
+      throw new S3Error(400, 'InvalidArgument', 'Invalid version id specified', {
+        ArgumentName: 'versionId',
+        ArgumentValue: versionId,
+      });
     }
     switch (r.method) {
       case 'GET':

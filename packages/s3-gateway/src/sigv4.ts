@@ -17,6 +17,14 @@ export const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca49
 export const UNSIGNED_PAYLOAD = 'UNSIGNED-PAYLOAD';
 const ALGORITHM = 'AWS4-HMAC-SHA256';
 const MAX_PRESIGN_SECONDS = 7 * 24 * 3600;
+/** Query parameters of presigned URLs (SigV4 and SigV2): never allowed beside an Authorization header. */
+const PRESIGN_PARAMETERS = new Set([
+  'X-Amz-Algorithm',
+  'X-Amz-Credential',
+  'X-Amz-Signature',
+  'Signature',
+  'AWSAccessKeyId',
+]);
 
 /** What a verified (or, in open mode, accepted) request carries on into body decoding. */
 export interface AuthResult {
@@ -174,6 +182,15 @@ export function verifyRequest(target: ParsedRequestTarget, options: VerifyOption
   const presignAlgorithm = target.query.find(([n]) => n === 'X-Amz-Algorithm')?.[1];
   const contentSha = headerValue(target.headers, 'x-amz-content-sha256');
 
+  // S3 takes exactly one form of authentication per request.
+  if (authorization && target.query.some(([n]) => PRESIGN_PARAMETERS.has(n))) {
+    throw new S3Error(
+      400,
+      'InvalidArgument',
+      'Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature query string parameter or the Authorization header should be specified',
+    );
+  }
+
   if (!authorization && presignAlgorithm === undefined) {
     if (open) return { accessKeyId: undefined, payloadHash: contentSha ?? UNSIGNED_PAYLOAD };
     throw s3Errors.accessDenied('Anonymous requests are not allowed: sign the request with AWS Signature Version 4.');
@@ -230,6 +247,13 @@ export function verifyRequest(target: ParsedRequestTarget, options: VerifyOption
   if (open) return { accessKeyId: scope.accessKeyId, payloadHash };
   if (secret === undefined) throw s3Errors.invalidAccessKeyId();
   if (!signedHeaders.includes('host')) throw s3Errors.signatureDoesNotMatch();
+  // An x-amz-* header changes what a request does (x-amz-copy-source names what to copy): S3 obeys only signed ones.
+  const unsigned = Object.keys(target.headers).filter((n) => n.startsWith('x-amz-') && !signedHeaders.includes(n));
+  if (unsigned.length > 0) {
+    throw new S3Error(403, 'AccessDenied', 'There were headers present in the request which were not signed', {
+      HeadersNotSigned: unsigned.join(', '),
+    });
+  }
   if (!/^[0-9a-fA-F]{64}$/.test(signature)) throw s3Errors.signatureDoesNotMatch();
 
   const date = parseAmzDate(amzDate);

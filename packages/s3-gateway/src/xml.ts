@@ -22,11 +22,30 @@ export function s3Xml(root: string, body: Record<string, unknown>, namespaced = 
   });
 }
 
+/** S3 request documents are a few levels deep; far deeper nesting only serves to exhaust a recursive parser. */
+const MAX_DEPTH = 32;
+
+function tooDeep(text: string): boolean {
+  let depth = 0;
+  for (const m of text.matchAll(/<([/?!]?)[^<>]*?(\/?)>/g)) {
+    if (m[1] === '/') depth--;
+    else if (m[1] === '' && m[2] === '' && ++depth > MAX_DEPTH) return true;
+  }
+  return false;
+}
+
 /** Parses a request document, insisting on the expected root element; anything else is MalformedXML. */
 export function parseS3Xml(text: string, root: string): Record<string, unknown> {
   // No DTDs: they are never needed by S3 requests and are the usual entity-expansion vector.
-  if (/<!DOCTYPE|<!ENTITY/i.test(text) || XMLValidator.validate(text) !== true) throw s3Errors.malformedXml();
-  const parsed = parser.parse(text) as Record<string, unknown>;
+  if (/<!DOCTYPE|<!ENTITY/i.test(text) || tooDeep(text)) throw s3Errors.malformedXml();
+  let parsed: Record<string, unknown>;
+  try {
+    if (XMLValidator.validate(text) !== true) throw s3Errors.malformedXml();
+    parsed = parser.parse(text) as Record<string, unknown>;
+  } catch {
+    // Whatever the parser throws on input it cannot take is the client's document, not our failure.
+    throw s3Errors.malformedXml();
+  }
   const element = parsed[root];
   if (!element || typeof element !== 'object') throw s3Errors.malformedXml();
   return element as Record<string, unknown>;
