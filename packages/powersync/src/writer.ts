@@ -486,9 +486,10 @@ export class PgStateBucketBatch extends Observers<BucketBatchStorageListener> im
       if (row == null) {
         const id = options.idGenerator ? tableIdString(options.idGenerator()) : randomUUID();
         row = await this.db.first<SourceTableRow>(
+          // A new table is not snapshotted yet: the replicator copies its existing rows, then marks it done.
           `INSERT INTO ${n.sourceTables}
-             (id, group_id, connection_id, relation_id, schema_name, table_name, replica_id_columns)
-           VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7::jsonb) RETURNING *`,
+             (id, group_id, connection_id, relation_id, schema_name, table_name, replica_id_columns, snapshot_done)
+           VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7::jsonb, false) RETURNING *`,
           [id, this.groupId, connection_id, relation, source.schema, source.name, JSON.stringify(columns)],
           client,
         );

@@ -66,7 +66,9 @@ export function powersyncTables(names: PowerSyncNames = {}) {
       schemaName: text('schema_name').notNull(),
       tableName: text('table_name').notNull(),
       replicaIdColumns: jsonb('replica_id_columns'),
-      snapshotDone: boolean('snapshot_done').notNull().default(true),
+      // A table is resolved before its initial copy: not done until the replicator marks it (as PowerSync's own
+      // storage). Defaulting to done made the service skip the copy of existing rows.
+      snapshotDone: boolean('snapshot_done').notNull().default(false),
       snapshotTotalEstimatedCount: bigint('snapshot_total_estimated_count', { mode: 'bigint' }),
       snapshotReplicatedCount: bigint('snapshot_replicated_count', { mode: 'bigint' }),
       snapshotLastKey: bytea('snapshot_last_key'),
