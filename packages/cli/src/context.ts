@@ -70,6 +70,7 @@ export class CliContext implements CommandContext {
   /** Secrets known to this run (redacted from any error text as a last line of defence). */
   readonly secrets: string[] = [];
   lastSettings: ConnectionSettings | undefined;
+  private readonly warned = new Set<string>();
 
   constructor(
     env: Record<string, string | undefined>,
@@ -138,6 +139,12 @@ export class CliContext implements CommandContext {
       }
       const settings = parseConnectionSettings(fields, { ...(parse ?? DEFAULT_PARSE), env: this.env });
       if (settings.password) this.secrets.push(settings.password);
+      // As libpq does: say why a ~/.pgpass was ignored (group/world access), once per run.
+      for (const warning of settings.warnings ?? []) {
+        if (this.warned.has(warning)) continue;
+        this.warned.add(warning);
+        this.output.warn(warning);
+      }
       this.lastSettings = settings;
       return settings;
     })();

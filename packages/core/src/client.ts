@@ -122,7 +122,12 @@ export function clientClassFor(settings: ConnectionSettings): typeof pg.Client {
           return;
         } catch (error) {
           const next = attempts[attempt + 1];
-          if (next === undefined || !worthAnotherAttempt(error)) throw toPgStateError(error, settings);
+          if (next === undefined || !worthAnotherAttempt(error)) {
+            // pg leaves the socket open when connecting fails on our side (no password to send, a TLS check): the
+            // server would hold the slot until its authentication_timeout and the process could not exit meanwhile.
+            (this as unknown as ClientInternals).connection.stream.destroy();
+            throw toPgStateError(error, settings);
+          }
           this.freshConnection(next);
         }
       }

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import net from 'node:net';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
-import { isConnectionLoss, toPgStateError } from '../src/index.js';
+import { connectClient, createPool, isConnectionLoss, parseConnectionSettings, toPgStateError } from '../src/index.js';
 import { createTestDatabase } from '../src/testing.js';
 import { rejectionOf } from './helpers.js';
 
@@ -132,5 +132,62 @@ describe('isConnectionLoss', () => {
     expect(isConnectionLoss(new Error('something else'))).toBe(false);
     await admin.end();
     await victim.end().catch(() => {});
+  });
+});
+
+/** Forwards to the test server and reports when each client connection has closed. */
+async function watchingProxy(): Promise<{ port: number; open: () => number; allClosed: () => Promise<void> }> {
+  const target = new URL(db.url);
+  let open = 0;
+  const waiters: Array<() => void> = [];
+  const server = net.createServer((client) => {
+    open++;
+    const upstream = net.connect(Number(target.port || 5432), target.hostname);
+    client.on('error', () => {});
+    upstream.on('error', () => {});
+    client.pipe(upstream).pipe(client);
+    client.on('close', () => {
+      open--;
+      upstream.destroy();
+      if (open === 0) for (const w of waiters.splice(0)) w();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    open: () => open,
+    // Bounded: the server's authentication_timeout (60 s) would close a forgotten socket much later.
+    allClosed: () =>
+      new Promise<void>((resolve, reject) => {
+        if (open === 0) return resolve();
+        const timer = setTimeout(() => {
+          server.close();
+          reject(new Error(`${open} client connection(s) still open`));
+        }, 10_000);
+        waiters.push(() => {
+          clearTimeout(timer);
+          server.close();
+          resolve();
+        });
+      }),
+  };
+}
+
+describe('a connection refused for a missing password', () => {
+  test('is closed at once (dedicated client and pool), not held until the server gives up', async () => {
+    const proxy = await watchingProxy();
+    const url = new URL(db.url);
+    url.host = `127.0.0.1:${proxy.port}`;
+    url.password = '';
+    const settings = parseConnectionSettings({ url: url.toString(), passfile: '/nonexistent/pgpass' }, { env: {} });
+    expect(settings.password).toBeUndefined();
+    const direct = await rejectionOf(connectClient(settings));
+    expect(direct).toMatchObject({ code: 'AUTH_FAILED' });
+    const pool = createPool(settings);
+    const pooled = await rejectionOf(pool.query('SELECT 1'));
+    expect(pooled).toMatchObject({ code: 'AUTH_FAILED' });
+    await proxy.allClosed();
+    expect(proxy.open()).toBe(0);
+    await pool.end();
   });
 });
