@@ -96,6 +96,7 @@ function fromStorageConfig(db: StorageDb): CheckpointNotificationOptions {
  */
 export class CheckpointNotifier {
   readonly mode: CheckpointNotificationMode;
+  private readonly logger: Logger;
   private readonly subscribers = new Set<Wake>();
   private client: pg.Client | null = null;
   private running = false;
@@ -112,6 +113,7 @@ export class CheckpointNotifier {
     private readonly db: StorageDb,
     private readonly options: CheckpointNotificationOptions = {},
   ) {
+    this.logger = options.logger ?? db.logger;
     this.mode = options.mode ?? 'listen';
     this.channel = checkpointChannel(db.config.schema);
     this.pollIntervalMs = options.pollIntervalMs ?? 1000;
@@ -171,7 +173,7 @@ export class CheckpointNotifier {
     this.running = true;
     this.stopLoop = new AbortController();
     this.loop = this.run(this.stopLoop.signal).catch((error) => {
-      this.options.logger?.error('Checkpoint watcher stopped unexpectedly', error);
+      this.logger.error('Checkpoint watcher stopped unexpectedly', error);
     });
   }
 
@@ -206,10 +208,7 @@ export class CheckpointNotifier {
           lastResync = 0;
         } catch (error) {
           failures++;
-          this.options.logger?.warn(
-            `Checkpoint LISTEN connection failed (attempt ${failures}); polling meanwhile`,
-            error,
-          );
+          this.logger.warn(`Checkpoint LISTEN connection failed (attempt ${failures}); polling meanwhile`, error);
         }
       }
       const listening = this.client != null;
@@ -217,7 +216,7 @@ export class CheckpointNotifier {
       const resyncEvery = listening ? this.resyncIntervalMs : this.pollIntervalMs;
       if (now - lastResync >= resyncEvery) {
         lastResync = now;
-        await this.refresh().catch((error) => this.options.logger?.warn('Re-reading the checkpoint failed', error));
+        await this.refresh().catch((error) => this.logger.warn('Re-reading the checkpoint failed', error));
       }
       if (listening && now - lastPing >= this.healthCheckMs) {
         lastPing = now;
@@ -264,7 +263,7 @@ export class CheckpointNotifier {
       if (this.client !== client) return;
       this.client = null;
       this.stats.listening = false;
-      this.options.logger?.warn('Checkpoint LISTEN connection lost; reconnecting');
+      this.logger.warn('Checkpoint LISTEN connection lost; reconnecting');
       client.end().catch(() => {});
       this.wakeLoop?.();
     };
@@ -294,7 +293,7 @@ export class CheckpointNotifier {
       sleep(timeout, false, { ref: false }),
     ]);
     if (!ok && this.client === client) {
-      this.options.logger?.warn('Checkpoint LISTEN connection did not answer a ping; replacing it');
+      this.logger.warn('Checkpoint LISTEN connection did not answer a ping; replacing it');
       this.client = null;
       this.stats.listening = false;
       // A half-open socket may never finish end(): destroy it.

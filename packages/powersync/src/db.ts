@@ -3,6 +3,8 @@ import { createPool, PgStateError, quoteIdentifier } from '@pgstate/core';
 import { migrate } from '@pgstate/schema';
 import pg from 'pg';
 import type { NormalizedStorageConfig } from './config.js';
+import { defaultLogger } from './logger.js';
+import type { Logger } from './types.js';
 
 // bigint columns come back as strings by default; op ids and checksums need exact values.
 const types = {
@@ -67,6 +69,8 @@ const RETRYABLE = new Set(['40001', '40P01']);
 export class StorageDb {
   readonly pool: pg.Pool;
   readonly names: Names;
+  /** The storage's logger (the service's, when the module was given it); parts without a stream log here. */
+  logger: Logger = defaultLogger;
   private migrated: Promise<void> | undefined;
 
   constructor(readonly config: NormalizedStorageConfig) {

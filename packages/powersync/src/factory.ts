@@ -29,8 +29,6 @@ export interface PgStateBucketStorageFactoryOptions {
   db?: StorageDb;
 }
 
-const quietLogger: Logger = { info() {}, warn() {}, error() {}, debug() {} };
-
 /** `BucketStorageFactory` on PostgreSQL: sync-rules lifecycle, per-stream storage, instance metadata. */
 export class PgStateBucketStorageFactory
   extends Observers<BucketStorageFactoryListener>
@@ -39,7 +37,8 @@ export class PgStateBucketStorageFactory
   readonly db: StorageDb;
   readonly replicationStreamNamePrefix: string;
   private readonly ownsDb: boolean;
-  private readonly logger: Logger;
+  /** Where this storage logs: the service's logger when given, else a console logger (never silent). */
+  readonly logger: Logger;
   private activeStorageCache: PgStateSyncRulesStorage | undefined;
 
   constructor(private readonly options: PgStateBucketStorageFactoryOptions) {
@@ -47,7 +46,8 @@ export class PgStateBucketStorageFactory
     this.db = options.db ?? new StorageDb(options.config);
     this.ownsDb = options.db == null;
     this.replicationStreamNamePrefix = options.replicationStreamNamePrefix ?? 'powersync_';
-    this.logger = options.logger ?? quietLogger;
+    if (options.logger) this.db.logger = options.logger;
+    this.logger = options.logger ?? this.db.logger;
   }
 
   private disposed = false;
@@ -74,7 +74,6 @@ export class PgStateBucketStorageFactory
       factory: this,
       db: this.db,
       replicationStream: stream,
-      logger: this.logger,
       checksumCacheTtlMs: this.options.checksumCacheTtlMs,
     });
     if (!options?.skipLifecycleHooks) this.emit((l) => l.syncStorageCreated?.(storage));

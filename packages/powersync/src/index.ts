@@ -18,6 +18,7 @@ export {
   uuidForRow,
 } from './encoding.js';
 export { PgStateBucketStorageFactory, type PgStateBucketStorageFactoryOptions } from './factory.js';
+export { type ConsoleLoggerOptions, consoleLogger, defaultLogger, prefixedLogger } from './logger.js';
 export {
   DEFAULT_MAX_LOCK_WAIT_MS,
   PgStateMigrationAgent,

@@ -19,6 +19,7 @@ import {
 } from '@powersync/service-sync-rules';
 import { unsupportedStorageVersion } from './config.js';
 import type { StorageDb } from './db.js';
+import { prefixedLogger } from './logger.js';
 import type {
   Logger,
   ParsedSyncConfigSet,
@@ -183,8 +184,6 @@ export class PgStateSyncConfigContent implements PersistedSyncConfigContent {
   }
 }
 
-const silentLogger: Logger = { info() {}, warn() {}, error() {}, debug() {} };
-
 export class PgStateReplicationStream implements PersistedReplicationStream {
   readonly replicationStreamId: number;
   readonly replicationJobId: string;
@@ -198,7 +197,7 @@ export class PgStateReplicationStream implements PersistedReplicationStream {
   constructor(
     private readonly db: StorageDb,
     row: SyncRulesRow,
-    logger: Logger = silentLogger,
+    logger: Logger = db.logger,
   ) {
     this.replicationStreamId = row.id;
     this.replicationJobId = String(row.id);
@@ -206,7 +205,8 @@ export class PgStateReplicationStream implements PersistedReplicationStream {
     this.state = row.state;
     this.storageVersion = row.storage_version ?? LEGACY_STORAGE_VERSION;
     this.syncConfigContent = [new PgStateSyncConfigContent(db, row)];
-    this.logger = logger;
+    // As service-core's PersistedReplicationStream: the stream's logs carry its slot name.
+    this.logger = prefixedLogger(logger, `[${this.replicationStreamName}] `);
   }
 
   getStorageConfig(): StorageVersionConfig {
@@ -249,7 +249,7 @@ export async function acquireLease(
   db: StorageDb,
   name: string,
   leaseMs: number,
-  logger: Logger = silentLogger,
+  logger: Logger = db.logger,
 ): Promise<Lease | null> {
   const lockId = randomUUID();
   const row = await db.first<{ lock_id: string }>(

@@ -211,7 +211,10 @@ export class PgStateReportStorage implements ReportStorage {
       [date],
     );
     const n = rows[0]?.n ?? 0;
-    if (n > 0) this.options.logger?.info(`Removed ${n} connection report rows older than ${date.toISOString()}`);
+    if (n > 0)
+      (this.options.logger ?? this.db.logger).info(
+        `Removed ${n} connection report rows older than ${date.toISOString()}`,
+      );
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

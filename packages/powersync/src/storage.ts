@@ -73,7 +73,8 @@ export interface SyncRulesStorageOptions {
   factory: PgStateBucketStorageFactory;
   db: StorageDb;
   replicationStream: PgStateReplicationStream;
-  logger: Logger;
+  /** Default: the replication stream's logger (prefixed with its slot name), as upstream. */
+  logger?: Logger;
   checksumCacheTtlMs?: number;
 }
 
@@ -97,7 +98,7 @@ export class PgStateSyncRulesStorage
     super();
     this.db = options.db;
     this.factory = options.factory;
-    this.logger = options.logger;
+    this.logger = options.logger ?? options.replicationStream.logger;
     this.replicationStream = options.replicationStream;
     this.replicationStreamId = options.replicationStream.replicationStreamId;
     this.replicationStreamName = options.replicationStream.replicationStreamName;
