@@ -35,3 +35,34 @@ describe('the README quick start', () => {
     expect(fs.existsSync(path.join(home, 'data'))).toBe(false);
   });
 });
+
+describe('the repository README quick start (from a clone, no fake binaries)', () => {
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+  const rootReadme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
+  const home = tempHome();
+  afterAll(async () => {
+    await runCli(['db', 'destroy', '--yes'], cleanEnv({ PGSTATE_HOME: home }));
+    fs.rmSync(home, { recursive: true, force: true });
+  });
+
+  it('runs exactly as written in the repository root', async () => {
+    const block = /## Quick start \(the CLI\)\n[\s\S]*?```sh\n([\s\S]*?)```/.exec(rootReadme)?.[1];
+    expect(block).toContain('npm run pgstate -- doctor');
+    // Outside any npm script's environment, as a user's shell would be.
+    const env = cleanEnv({ PGSTATE_HOME: home });
+    for (const k of Object.keys(env)) if (/^npm_/i.test(k) || k === 'INIT_CWD') delete env[k];
+    const result = await new Promise<{ code: number; out: string }>((resolve) => {
+      execFile(
+        'bash',
+        ['-euo', 'pipefail', '-c', block!],
+        { cwd: root, env, timeout: 300_000 },
+        (error, stdout, stderr) => resolve({ code: error ? Number(error.code ?? 1) : 0, out: stdout + stderr }),
+      );
+    });
+    expect(result.code, result.out).toBe(0);
+    expect(result.out).toMatch(/0 failed/);
+    expect(result.out).toMatch(/postgres:\/\/postgres:.*@127\.0\.0\.1:\d+\/pgstate/);
+    expect(result.out).toMatch(/destroyed/);
+    expect(fs.existsSync(path.join(home, 'data'))).toBe(false);
+  }, 360_000);
+});
