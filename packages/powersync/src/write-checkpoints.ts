@@ -21,9 +21,10 @@ function invalid(message: string, fix: string): PgStateError {
   return new PgStateError('INVALID_INPUT', message, { fix });
 }
 
+// Any string: the service takes the user id from the JWT's `sub` as is, and `sub: ''` is a valid (anonymous) user.
 function assertUserId(userId: unknown): asserts userId is string {
-  if (typeof userId !== 'string' || userId.length === 0) {
-    throw invalid('A write checkpoint needs a non-empty string user_id.', 'Pass the user id from the JWT `sub`.');
+  if (typeof userId !== 'string') {
+    throw invalid('A write checkpoint needs a string user_id.', 'Pass the user id from the JWT `sub`.');
   }
 }
 

@@ -344,9 +344,19 @@ describe('write checkpoints', () => {
       await watcher.until((u) => u.writeCheckpoint === 12n, 'write checkpoint 12');
       await watcher.stop();
 
-      await expect(storage.createManagedWriteCheckpoints([{ user_id: '', heads: {} }])).rejects.toMatchObject({
-        code: 'INVALID_INPUT',
-      });
+      // A JWT with `sub: ''` is a valid user for the service: its write checkpoints work like anyone's.
+      expect(await storage.lastWriteCheckpoint({ user_id: '', heads: { '1': lsn(6) } })).toBeNull();
+      const empty = await storage.createManagedWriteCheckpoints([{ user_id: '', heads: { '1': lsn(6) } }]);
+      expect(empty.get('')).toBe(1n);
+      expect(await storage.lastWriteCheckpoint({ user_id: '', heads: { '1': lsn(6) } })).toBe(1n);
+      const emptyWatcher = collect(storage, '');
+      await emptyWatcher.until((u) => u.writeCheckpoint === 1n, "write checkpoint of user ''");
+      await emptyWatcher.stop();
+
+      // Not a string at all is still refused, precisely.
+      await expect(
+        storage.createManagedWriteCheckpoints([{ user_id: undefined as unknown as string, heads: {} }]),
+      ).rejects.toMatchObject({ code: 'INVALID_INPUT', message: expect.stringMatching(/string user_id/) });
     } finally {
       await factory[Symbol.asyncDispose]();
     }
@@ -367,6 +377,9 @@ describe('write checkpoints', () => {
       writer.addCustomWriteCheckpoint({ user_id: 'u1', checkpoint: 43n });
       await writer.commit(lsn(3));
       expect(await storage.lastWriteCheckpoint({ user_id: 'u1' })).toBe(43n);
+      writer.addCustomWriteCheckpoint({ user_id: '', checkpoint: 7n });
+      await writer.commit(lsn(4));
+      expect(await storage.lastWriteCheckpoint({ user_id: '' })).toBe(7n);
       // Another stream does not see this stream's custom checkpoints.
       const { stream: other } = await deploy(factory, `${GLOBAL_YAML}\n# v2\n`);
       const otherStorage = factory.getInstance(other);
