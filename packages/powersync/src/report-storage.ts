@@ -120,8 +120,10 @@ export class PgStateReportStorage implements ReportStorage {
 
   /**
    * Connections, newest first, optionally for one client and/or user and a `connected_at` range, `limit` (100) per
-   * page. `cursor` is the previous page's; it names the last row (time and id), so rows connected at the same
-   * instant are never skipped between pages.
+   * page. Rows connected at the same instant come in the order they were recorded, as PowerSync's own storage
+   * returns them. `cursor` is the previous page's; it names the last row (time and insertion position), so rows
+   * connected at the same instant are never skipped between pages. A bare ISO date (the cursor of PowerSync's own
+   * Postgres storage) continues before that instant.
    */
   async getGeneralClientConnectionAnalytics(
     data: ClientConnectionAnalyticsRequest = {},
@@ -150,14 +152,14 @@ export class PgStateReportStorage implements ReportStorage {
       add((p) => `connected_at <= ${p()}`);
     }
     if (data.cursor != null) {
-      const [at, id] = parseCursor(data.cursor);
+      const [at, seq] = parseCursor(data.cursor);
       values.push(at);
-      const atParam = `$${values.length}`;
-      if (id == null) {
+      const atParam = `$${values.length}::timestamptz`;
+      if (seq == null) {
         conditions.push(`connected_at < ${atParam}`);
       } else {
-        values.push(id);
-        conditions.push(`(connected_at, id) < (${atParam}, $${values.length})`);
+        values.push(seq);
+        conditions.push(`(connected_at < ${atParam} OR (connected_at = ${atParam} AND seq > $${values.length}))`);
       }
     }
     values.push(limit);
@@ -171,10 +173,15 @@ export class PgStateReportStorage implements ReportStorage {
       jwt_exp: Date | null;
       connected_at: Date;
       disconnected_at: Date | null;
+      seq: bigint;
+      at: string;
     }>(
-      `SELECT id, sdk, user_agent, client_id, user_id, jwt_exp, connected_at, disconnected_at FROM ${this.table}
+      // `at`: connected_at to the microsecond, for the cursor (a JS Date keeps milliseconds only).
+      `SELECT id, sdk, user_agent, client_id, user_id, jwt_exp, connected_at, disconnected_at, seq,
+              to_char(connected_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at
+       FROM ${this.table}
        ${conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : ''}
-       ORDER BY connected_at DESC, id DESC
+       ORDER BY connected_at DESC, seq
        LIMIT $${values.length}`,
       values,
     );
@@ -189,11 +196,11 @@ export class PgStateReportStorage implements ReportStorage {
       disconnected_at: r.disconnected_at ?? undefined,
     }));
     const more = items.length === limit;
-    const last = items.at(-1);
+    const last = rows.at(-1);
     return {
       items,
       count: items.length,
-      cursor: more && last != null ? `${last.connected_at.toISOString()}|${last.id}` : undefined,
+      cursor: more && last != null ? `${last.at}|${last.seq}` : undefined,
       more,
     };
   }
@@ -222,14 +229,16 @@ export class PgStateReportStorage implements ReportStorage {
   }
 }
 
-/** `<ISO date>|<id>` from this storage, or a bare ISO date (upstream's Postgres cursor). */
-function parseCursor(cursor: string): [Date, string | undefined] {
-  const bar = cursor.indexOf('|');
-  const at = new Date(bar < 0 ? cursor : cursor.slice(0, bar));
-  if (typeof cursor !== 'string' || Number.isNaN(at.getTime())) {
+/** `<ISO date>|<seq>` from this storage, or a bare ISO date (upstream's Postgres cursor). */
+function parseCursor(cursor: unknown): [string, string | undefined] {
+  const bar = typeof cursor === 'string' ? cursor.indexOf('|') : -1;
+  const at = typeof cursor === 'string' ? (bar < 0 ? cursor : cursor.slice(0, bar)) : '';
+  if (typeof cursor !== 'string' || Number.isNaN(new Date(at).getTime())) {
     throw new PgStateError('INVALID_INPUT', 'cursor is not one this storage returned.', {
       fix: "Pass the `cursor` of the previous page's response unchanged.",
     });
   }
-  return [at, bar < 0 ? undefined : cursor.slice(bar + 1)];
+  const seq = bar < 0 ? '' : cursor.slice(bar + 1);
+  // A cursor of an earlier version (`<date>|<id>`) continues by time only.
+  return [at, /^\d{1,19}$/.test(seq) ? seq : undefined];
 }

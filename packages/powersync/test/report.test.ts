@@ -158,6 +158,34 @@ describe('ReportStorage', () => {
     expect(await reports.getConnectedClients()).toEqual({ users: 1, sdks: [{ sdk: 'sdk', users: 1, clients: 1 }] });
   });
 
+  test('pages: newest first, connections at the same instant in the order recorded (as upstream), across pages', async () => {
+    // Recorded in this order; ids are random, so an id tiebreak would shuffle them.
+    for (const client of ['t1', 't2', 't3', 't4', 't5']) await connect('tie', client, 'sdk', minutes(-3), minutes(5));
+    await connect('newer', 'n1', 'sdk', minutes(-1), minutes(5));
+    // Upstream's fixture shape: rows written by SQL in one statement, ids whose order disagrees with insertion.
+    await factory.db.query(
+      `INSERT INTO ps_report.connection_report_events (id, user_id, client_id, sdk, user_agent, connected_at)
+       VALUES ('month', 'um', 'cm', 'sdk', 'ua', $1), ('expired', 'ue', 'ce', 'sdk', 'ua', $1),
+              ('x-us-3', 'us', 'c3', 'sdk', 'ua', $2::timestamptz + interval '3 microseconds'),
+              ('x-us-2', 'us', 'c2', 'sdk', 'ua', $2::timestamptz + interval '2 microseconds'),
+              ('x-us-1', 'us', 'c1', 'sdk', 'ua', $2::timestamptz + interval '1 microsecond')`,
+      [days(-30), days(-20)],
+    );
+    const order: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await reports.getGeneralClientConnectionAnalytics({ limit: 2, cursor });
+      order.push(...page.items.map((i) => i.client_id));
+      cursor = page.cursor;
+    } while (cursor != null);
+    // c3, c2, c1 are a microsecond apart; a page ends at c2: c1 still comes, although a JS Date can't tell them apart.
+    expect(order).toEqual(['n1', 't1', 't2', 't3', 't4', 't5', 'c3', 'c2', 'c1', 'cm', 'ce']);
+
+    // A bare ISO date (PowerSync's own cursor) continues strictly before that instant.
+    const before = await reports.getGeneralClientConnectionAnalytics({ cursor: minutes(-1).toISOString() });
+    expect(before.items.map((i) => i.client_id)).toEqual(['t1', 't2', 't3', 't4', 't5', 'c3', 'c2', 'c1', 'cm', 'ce']);
+  });
+
   test('pages: newest first, every row exactly once (also rows connected at the same instant), filters', async () => {
     await fixture();
     // Three connections at one instant: a time-only cursor would skip some of them.

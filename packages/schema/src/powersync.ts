@@ -161,10 +161,13 @@ export function powersyncTables(names: PowerSyncNames = {}) {
       jwtExp: timestamp('jwt_exp', { withTimezone: true }),
       connectedAt: timestamp('connected_at', { withTimezone: true }).notNull(),
       disconnectedAt: timestamp('disconnected_at', { withTimezone: true }),
+      // Insertion order: pages list connections newest first and, at the same instant, in the order they were
+      // recorded (the order PowerSync's own storage returns them in); the page cursor names it.
+      seq: bigint('seq', { mode: 'bigint' }).notNull().generatedAlwaysAsIdentity(),
     },
     (t) => [
-      // Reports and pages by connection time (id breaks ties for the page cursor).
-      index('connection_report_events_connected').on(t.connectedAt, t.id),
+      // Reports and pages by connection time, ties in insertion order.
+      index('connection_report_events_connected_seq').on(t.connectedAt.desc(), t.seq),
       // A reconnect finds its day's row; pages per user / client.
       index('connection_report_events_user_client').on(t.userId, t.clientId, t.connectedAt),
       index('connection_report_events_client').on(t.clientId, t.connectedAt),

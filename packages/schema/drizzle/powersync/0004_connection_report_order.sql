@@ -1,0 +1,3 @@
+DROP INDEX "__PGSTATE_SCHEMA__"."connection_report_events_connected";--> statement-breakpoint
+ALTER TABLE "__PGSTATE_SCHEMA__"."connection_report_events" ADD COLUMN "seq" bigint NOT NULL GENERATED ALWAYS AS IDENTITY (sequence name "__PGSTATE_SCHEMA__"."connection_report_events_seq_seq" INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1);--> statement-breakpoint
+CREATE INDEX "connection_report_events_connected_seq" ON "__PGSTATE_SCHEMA__"."connection_report_events" USING btree ("connected_at" DESC NULLS LAST,"seq");
