@@ -143,6 +143,41 @@ describe('pgstate doctor against a server given by --url', () => {
     expect(check(after.doc, 'migrations:pulumi').status).toBe('pass');
   });
 
+  it('Meltano seed tables the Python plugin created: migrate adds expires_at; --check and doctor compare table shapes', async () => {
+    await sql(db.url, 'CREATE SCHEMA pyseed');
+    // The seed plugin's own DDL: no expires_at.
+    await sql(
+      db.url,
+      `CREATE TABLE pyseed.meltano_state (state_id VARCHAR(900) PRIMARY KEY, partial_state TEXT, completed_state TEXT,
+         updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP);
+       CREATE TABLE pyseed.meltano_state_locks (state_id VARCHAR(900) PRIMARY KEY,
+         locked_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP, lock_id VARCHAR(255))`,
+    );
+    const target = ['--adapter', 'meltano', '--schema', 'pyseed'];
+    expect((await runCli(['--url', db.url, 'migrate', ...target, '--check'], env)).code).toBe(5);
+    const m = await runCli(['--url', db.url, 'migrate', ...target], env);
+    expect(m.code, m.stderr).toBe(0);
+    expect((await runCli(['--url', db.url, 'migrate', ...target, '--check'], env)).code).toBe(0);
+    expect(check((await doctor(['--url', db.url, ...target])).doc, 'migrations:meltano').status).toBe('pass');
+
+    // The journal still says migrated after the column is dropped; the shape check does not.
+    await sql(db.url, 'ALTER TABLE pyseed.meltano_state_locks DROP COLUMN expires_at');
+    const c = await runCli(['--url', db.url, 'migrate', ...target, '--check', '--json'], env);
+    expect(c.code).toBe(5);
+    expect(c.json()).toMatchObject({
+      ok: false,
+      upToDate: false,
+      shape: ['pyseed.meltano_state_locks has no column expires_at'],
+    });
+    const d = await doctor(['--url', db.url, ...target]);
+    expect(d.code).toBe(1);
+    expect(check(d.doc, 'migrations:meltano')).toMatchObject({ status: 'fail', code: 'MIGRATIONS_PENDING' });
+    expect(check(d.doc, 'migrations:meltano').detail).toContain('pyseed.meltano_state_locks has no column expires_at');
+    const again = await runCli(['--url', db.url, 'migrate', ...target], env);
+    expect(again.code).toBe(5);
+    expect(again.stderr).toContain('has no column expires_at');
+  });
+
   it('missing schema rights: fails with the exact GRANT; running it makes it pass', async () => {
     const role = `app_${Math.random().toString(36).slice(2, 8)}`;
     const password = 'S3cr3t-app-pw-5678';

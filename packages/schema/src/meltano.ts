@@ -17,8 +17,12 @@ export interface MeltanoSeedNames {
 
 /**
  * The seed plugin's two tables (fixed table names, configurable schema). `expires_at` is pgstate's addition: a
- * real lease expiry. It is nullable so lock rows written by the Python seed plugin (no expiry) still read fine.
+ * real lease expiry, in absolute time. Its default gives a lock row written by the Python seed plugin (which names
+ * only `state_id` and `lock_id`) the plugin's own 5-minute life, measured on the server clock: the plugin's
+ * `locked_at` is a wall-clock time in the writer's session time zone, which no other session can interpret.
  */
+export const SEED_LOCK_LIFETIME = "interval '5 minutes'";
+
 export function meltanoSeedTables(names: MeltanoSeedNames = {}) {
   const schema = schemaFor(names.schema ?? MELTANO_DEFAULT_SCHEMA);
   const state = schema.table(
@@ -35,7 +39,7 @@ export function meltanoSeedTables(names: MeltanoSeedNames = {}) {
     stateId: varchar('state_id', { length: 900 }).primaryKey(),
     lockedAt: timestamp('locked_at').defaultNow(),
     lockId: varchar('lock_id', { length: 255 }),
-    expiresAt: timestamp('expires_at', { withTimezone: true }),
+    expiresAt: timestamp('expires_at', { withTimezone: true }).default(sql.raw(`now() + ${SEED_LOCK_LIFETIME}`)),
   });
   return { state, locks };
 }

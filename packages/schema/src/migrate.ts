@@ -37,6 +37,11 @@ export interface PlannedMigration {
 
 export interface MigrateResult {
   dryRun: boolean;
+  /**
+   * How the tables differ from what the adapter needs, among configurations with nothing pending (see
+   * `ConfigStatus.shape`). A migration that is not a dry run throws MIGRATIONS_PENDING instead of returning any.
+   */
+  shape: string[];
   /** What this call applied (or, for a dry run, would apply), in order. Empty when already up to date. */
   applied: PlannedMigration[];
   /** The same as one SQL script, for printing. */
@@ -59,9 +64,15 @@ export interface ConfigStatus {
   table: string | null;
   applied: AppliedMigration[];
   pending: string[];
+  /**
+   * Only when nothing is pending: what the tables lack that the adapter's definitions have (a table, a column, the
+   * unique index of the primary key), e.g. a column dropped by hand after the journal recorded its migration.
+   */
+  shape: string[];
 }
 
 export interface MigrationStatus {
+  /** Nothing pending and no shape problem. */
   upToDate: boolean;
   /** The internal configuration first, then the target's. */
   configs: ConfigStatus[];
@@ -131,10 +142,12 @@ async function readStatus(
         )
       ).rows
     : [];
-  const result = configs.map((c): ConfigStatus => {
+  const result: ConfigStatus[] = [];
+  for (const c of configs) {
     const files = loadMigrationSet(c.set);
     const mine = rows.filter((r) => r.config === c.config);
-    return {
+    const pending = files.filter((f) => !mine.some((r) => r.migration === f.name)).map((f) => f.name);
+    result.push({
       config: c.config,
       adapter: c.adapter,
       schema: c.schema,
@@ -146,10 +159,52 @@ async function readStatus(
         appliedBy: r.applied_by,
         modified: files.some((f) => f.name === r.migration && f.hash !== r.hash),
       })),
-      pending: files.filter((f) => !mine.some((r) => r.migration === f.name)).map((f) => f.name),
-    };
-  });
-  return { upToDate: result.every((c) => c.pending.length === 0), configs: result };
+      pending,
+      shape: pending.length === 0 ? await shapeProblems(client, c) : [],
+    });
+  }
+  return { upToDate: result.every((c) => c.pending.length === 0 && c.shape.length === 0), configs: result };
+}
+
+/**
+ * What the tables of a configuration lack compared with its Drizzle definitions: the journal only says which
+ * migrations ran, not that the tables still look that way (or that a table another tool created and a migration
+ * adopted has what pgstate needs). Checked: each table exists, has each column, and has a unique index on its
+ * primary key columns (what `ON CONFLICT` needs). Types are not compared: hosts' tables may use json for text.
+ */
+async function shapeProblems(client: pg.ClientBase, config: ResolvedTarget): Promise<string[]> {
+  const problems: string[] = [];
+  for (const object of Object.values(config.objects())) {
+    if (!is(object, PgTable)) continue;
+    const table = getTableConfig(object);
+    const name = `${table.schema ?? 'public'}.${table.name}`;
+    const { rows } = await client.query<{ columns: string[] | null; keys: string[] | null }>(
+      `SELECT (SELECT array_agg(attname::text) FROM pg_attribute
+                WHERE attrelid = t.oid AND attnum > 0 AND NOT attisdropped) AS columns,
+              (SELECT array_agg(k.cols) FROM (
+                 SELECT string_agg(a.attname::text, ',' ORDER BY a.attname::text) AS cols
+                 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+                 WHERE i.indrelid = t.oid AND i.indisunique AND i.indexprs IS NULL AND i.indpred IS NULL
+                 GROUP BY i.indexrelid) k) AS keys
+       FROM (SELECT to_regclass($1) AS oid) t WHERE t.oid IS NOT NULL`,
+      [qualifiedName(table.schema ?? 'public', table.name)],
+    );
+    const found = rows[0];
+    if (!found) {
+      problems.push(`table ${name} is missing`);
+      continue;
+    }
+    const missing = table.columns.map((c) => c.name).filter((c) => !(found.columns ?? []).includes(c));
+    for (const column of missing) problems.push(`${name} has no column ${column}`);
+    const primary = [
+      ...table.columns.filter((c) => c.primary).map((c) => c.name),
+      ...table.primaryKeys.flatMap((pk) => pk.columns.map((c) => c.name)),
+    ].sort();
+    if (primary.length && !(found.keys ?? []).includes(primary.join(','))) {
+      problems.push(`${name} has no primary key or unique index on (${primary.join(', ')})`);
+    }
+  }
+  return problems;
 }
 
 function plan(configs: ResolvedTarget[], status: MigrationStatus): PlannedMigration[] {
@@ -202,6 +257,7 @@ export async function assertMigrated(
   const status = await migrationStatus(pool, target, options);
   if (status.upToDate) return;
   const pending = status.configs.flatMap((c) => c.pending.map((m) => `${c.config} ${m}`));
+  if (pending.length === 0) assertShape(status.configs.flatMap((c) => c.shape));
   throw new PgStateError('MIGRATIONS_PENDING', `Database migrations are pending: ${pending.join(', ')}.`, {
     fix: 'Run `pgstate migrate` (with a role that may create tables) before starting the adapter.',
   });
@@ -225,9 +281,13 @@ export async function migrate(
   let locked = false;
   try {
     client = await pool.connect();
-    const planned = plan(configs, await readStatus(client, configs, options));
-    if (options.dryRun || planned.length === 0) {
-      return { dryRun: options.dryRun === true, applied: planned, sql: toScript(planned) };
+    const status = await readStatus(client, configs, options);
+    const planned = plan(configs, status);
+    const shape = status.configs.flatMap((c) => c.shape);
+    if (options.dryRun) return { dryRun: true, applied: planned, sql: toScript(planned), shape };
+    if (planned.length === 0) {
+      assertShape(shape);
+      return { dryRun: false, applied: planned, sql: toScript(planned), shape };
     }
     const applied: PlannedMigration[] = [];
     await lockMigrations(client, options.lockTimeoutMs);
@@ -257,7 +317,10 @@ export async function migrate(
     }
     await client.query('SELECT pg_advisory_unlock($1::bigint)', [MIGRATION_LOCK_KEY]);
     locked = false;
-    return { dryRun: false, applied, sql: toScript(applied) };
+    current = undefined;
+    const after = (await readStatus(client, configs, options)).configs.flatMap((c) => c.shape);
+    assertShape(after);
+    return { dryRun: false, applied, sql: toScript(applied), shape: [] };
   } catch (error) {
     const config = current?.config ?? configs[configs.length - 1]!.config;
     throw migrationError(error, current ? `apply migration ${current.migration} to` : 'plan migrations for', config);
@@ -265,6 +328,18 @@ export async function migrate(
     // A connection that may still hold the session lock is closed, never returned to the pool.
     client?.release(locked ? true : undefined);
   }
+}
+
+/** Migrations all recorded, yet the tables lack something: say what, rather than let the adapter fail later. */
+function assertShape(problems: string[]): void {
+  if (problems.length === 0) return;
+  throw new PgStateError(
+    'MIGRATIONS_PENDING',
+    `The migration journal is up to date, but the tables are not as pgstate needs them: ${problems.join('; ')}.`,
+    {
+      fix: 'Someone changed the tables after they were migrated: restore what is missing (see `pgstate migrate --dry-run` of a fresh schema for the definitions), then run `pgstate migrate --check`.',
+    },
+  );
 }
 
 async function lockMigrations(client: pg.ClientBase, timeoutMs: number | undefined): Promise<void> {

@@ -6,7 +6,6 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   assertMigrated,
   MIGRATION_LOCK_KEY,
-  meltanoSeedTables,
   meltanoStateTable,
   migrate,
   migrationStatus,
@@ -143,7 +142,7 @@ describe('migrate', () => {
     );
   });
 
-  it('creates the Meltano seed tables, with the nullable expires_at lock column', async () => {
+  it('creates the Meltano seed tables, with the expires_at lock column defaulting to 5 minutes on', async () => {
     await migrate(pool, { adapter: 'meltano', layout: 'seed', schema: 'meltano' });
     expect((await columns('meltano', 'meltano_state')).map((c) => `${c.column_name} ${c.data_type}`)).toEqual([
       'state_id character varying',
@@ -159,14 +158,58 @@ describe('migrate', () => {
       'lock_id character varying YES',
       'expires_at timestamp with time zone YES',
     ]);
-    // A lock row as the Python seed plugin writes it (no expires_at) is accepted.
+    // A lock row as the Python seed plugin writes it (state_id, lock_id only) gets an absolute expiry.
     await pool.query("INSERT INTO meltano.meltano_state_locks (state_id, lock_id) VALUES ('dev:a-to-b', 'x')");
-    const { locks } = meltanoSeedTables({ schema: 'meltano' });
-    const [lock] = await drizzle(pool).select().from(locks);
-    expect(lock!.expiresAt).toBeNull();
+    const { rows } = await pool.query(
+      'SELECT round(extract(epoch FROM expires_at - now()))::int AS left FROM meltano.meltano_state_locks',
+    );
+    expect(rows).toEqual([{ left: 300 }]);
     expect((await indexes('meltano', 'meltano_state')).map((i) => i.indexname)).toEqual([
       'meltano_state_pkey',
       'meltano_state_state_id_c_idx',
+    ]);
+  });
+
+  it('upgrades the seed tables the Python seed plugin created first, and checks their shape, not only the journal', async () => {
+    await pool.query('CREATE SCHEMA pyseed');
+    // The plugin's own DDL (its first version), with a lock row of a live Python holder.
+    await pool.query(`CREATE TABLE pyseed.meltano_state (state_id VARCHAR(900) PRIMARY KEY, partial_state TEXT,
+      completed_state TEXT, updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP)`);
+    await pool.query(`CREATE TABLE pyseed.meltano_state_locks (state_id VARCHAR(900) PRIMARY KEY,
+      locked_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP, lock_id VARCHAR(255))`);
+    await pool.query("INSERT INTO pyseed.meltano_state_locks (state_id, lock_id) VALUES ('dev:held', 'py')");
+    const target = { adapter: 'meltano', layout: 'seed', schema: 'pyseed' } as const;
+    const result = await migrate(pool, target);
+    expect(result.applied.map((m) => m.migration)).toEqual(committedMigrations('meltano-seed'));
+    expect((await columns('pyseed', 'meltano_state_locks')).map((c) => `${c.column_name} ${c.column_default}`)).toEqual(
+      ['state_id null', 'locked_at CURRENT_TIMESTAMP', 'lock_id null', "expires_at (now() + '00:05:00'::interval)"],
+    );
+    // The row that was there gets 5 minutes from the migration: a live holder stays live.
+    const { rows } = await pool.query('SELECT expires_at > now() AS live FROM pyseed.meltano_state_locks');
+    expect(rows).toEqual([{ live: true }]);
+    expect((await migrationStatus(pool, target)).upToDate).toBe(true);
+
+    // The journal says migrated, but the column went away: status, assertMigrated, dry run and migrate say so.
+    await pool.query('ALTER TABLE pyseed.meltano_state_locks DROP COLUMN expires_at');
+    const status = await migrationStatus(pool, target);
+    expect(status.upToDate).toBe(false);
+    expect(status.configs.at(-1)?.shape).toEqual(['pyseed.meltano_state_locks has no column expires_at']);
+    await expect(assertMigrated(pool, target)).rejects.toMatchObject({
+      code: 'MIGRATIONS_PENDING',
+      message: expect.stringContaining('pyseed.meltano_state_locks has no column expires_at'),
+    });
+    expect((await migrate(pool, target, { dryRun: true })).shape).toEqual([
+      'pyseed.meltano_state_locks has no column expires_at',
+    ]);
+    await expect(migrate(pool, target)).rejects.toMatchObject({ code: 'MIGRATIONS_PENDING' });
+    await pool.query('ALTER TABLE pyseed.meltano_state_locks ADD COLUMN expires_at timestamptz');
+    await pool.query('ALTER TABLE pyseed.meltano_state DROP CONSTRAINT meltano_state_pkey');
+    expect((await migrationStatus(pool, target)).configs.at(-1)?.shape).toEqual([
+      'pyseed.meltano_state has no primary key or unique index on (state_id)',
+    ]);
+    await pool.query('DROP TABLE pyseed.meltano_state');
+    expect((await migrationStatus(pool, target)).configs.at(-1)?.shape).toEqual([
+      'table pyseed.meltano_state is missing',
     ]);
   });
 

@@ -419,7 +419,17 @@ async function checkMigrations(
     const modified = status.configs.flatMap((c) =>
       c.applied.filter((a) => a.modified).map((a) => `${c.config} ${a.migration}`),
     );
-    const data = { config: resolved.config, applied, pending };
+    const shape = status.configs.flatMap((c) => c.shape);
+    const data = { config: resolved.config, applied, pending, ...(shape.length ? { shape } : {}) };
+    if (pending.length === 0 && shape.length)
+      return {
+        id,
+        status: 'fail',
+        code: 'MIGRATIONS_PENDING',
+        detail: `journal up to date, but the tables are not as pgstate needs them: ${shape.join('; ')}`,
+        fix: 'Restore what is missing (a column dropped or a table changed by hand), then run pgstate doctor again.',
+        data,
+      };
     if (pending.length === 0 && modified.length)
       return {
         id,

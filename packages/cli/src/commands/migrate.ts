@@ -60,13 +60,18 @@ export function register(program: Command, context: CommandContext): void {
           return true;
         }),
       );
-      if (flags.check && pending.length > 0) context.exitCode = EXIT.MIGRATIONS_PENDING;
+      // The journal alone can say "up to date" for tables that lack what pgstate needs (changed by hand, or created
+      // by another tool and adopted): the dry run also compares the tables with the adapter's definitions.
+      const shape = [...new Set(results.flatMap((r) => r.shape))];
+      const behind = pending.length > 0 || shape.length > 0;
+      if (flags.check && behind) context.exitCode = EXIT.MIGRATIONS_PENDING;
       const o = context.output;
       if (o.json) {
         o.emitJson({
-          ok: !(flags.check && pending.length > 0),
+          ok: !(flags.check && behind),
           dryRun,
-          upToDate: pending.length === 0,
+          upToDate: !behind,
+          ...(shape.length ? { shape } : {}),
           migrations: pending.map((m) => ({
             config: m.config,
             adapter: m.adapter,
@@ -83,6 +88,7 @@ export function register(program: Command, context: CommandContext): void {
         });
         return;
       }
+      for (const problem of shape) o.line(`${o.style('shape', 'red')}  ${problem}`);
       if (flags.dryRun) {
         if (pending.length === 0) o.note('-- up to date: nothing to apply');
         for (const m of pending)
@@ -91,8 +97,10 @@ export function register(program: Command, context: CommandContext): void {
       }
       const verb = dryRun ? o.style('pending', 'yellow') : o.style('applied', 'green');
       for (const m of pending) o.line(`${verb}  ${m.config}  ${m.migration}`);
-      if (pending.length === 0) o.line(`${o.style('up to date', 'green')}  ${results.map((r) => r.target).join(', ')}`);
+      if (!behind) o.line(`${o.style('up to date', 'green')}  ${results.map((r) => r.target).join(', ')}`);
       if (flags.check && pending.length) o.line(`${pending.length} migration(s) pending: run pgstate migrate`);
+      if (flags.check && shape.length && !pending.length)
+        o.line('the journal is up to date but the tables are not: restore what is missing (see above)');
     });
   withExamples(command, [
     ['pgstate migrate', 'every adapter, default names'],
