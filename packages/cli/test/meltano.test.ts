@@ -160,7 +160,7 @@ describe('pgstate meltano state', () => {
     expect((await row('dev:loose'))?.completed_state).toBe('{"bookmarks": {}}');
   });
 
-  it('--input-file, merge --from-state-id, list --pattern (globs with literal _), copy, move, clear', async () => {
+  it('--input-file, merge --from-state-id, list --pattern (matched like the plugin: _ is a LIKE wildcard), copy, move, clear', async () => {
     const file = path.join(tmp, 'state.json');
     fs.writeFileSync(file, '{"singer_state": {"bookmarks": {"a": 1}}}');
     expect((await state(['set', '--force', 'dev:tap_a-to-t', '--input-file', file])).code).toBe(0);
@@ -178,6 +178,9 @@ describe('pgstate meltano state', () => {
     const all = await state(['list']);
     expect(all.stdout).toBe(`${['dev:loose', ID, 'dev:tapXa-to-t', 'dev:tap_a-to-t'].join('\n')}\n`);
     expect((await state(['list', '--pattern', 'dev:tap_a*', '--json'])).json()).toEqual({
+      stateIds: ['dev:tapXa-to-t', 'dev:tap_a-to-t'],
+    });
+    expect((await state(['list', '--pattern', 'dev:tap\\_a*', '--json'])).json()).toEqual({
       stateIds: ['dev:tap_a-to-t'],
     });
     expect((await state(['list', '--pattern', 'dev:tap?a-to-?', '--json'])).json()).toEqual({

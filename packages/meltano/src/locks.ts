@@ -18,7 +18,9 @@ import {
   settingsOf,
   toPgStateError,
 } from '@pgstate/core';
-import type pg from 'pg';
+import pg from 'pg';
+
+const { escapeLiteral } = pg;
 
 export interface LockOptions {
   /** Upper bound between two attempts (Meltano's `lock_retry_seconds`, default 1). Attempts back off from 10 ms. */
@@ -36,18 +38,50 @@ export interface MeltanoLock extends AsyncDisposable {
   release(): Promise<void>;
 }
 
-/** SQL: is the existing lock row `l` free to take over? */
+/**
+ * SQL: is the existing lock row `l` free to take over? `expires_at` is absolute time: pgstate sets it, and since
+ * migration 0002 its column default gives a Python seed-plugin row the plugin's 5 minutes. `locked_at` alone can't
+ * be trusted: it is a wall-clock time in the writer's session time zone, which nobody else knows, and PostgreSQL
+ * accepts zones up to 167 hours from UTC. So a row without `expires_at` (possible only if someone wrote NULL) is
+ * stale only once it is older than 5 minutes in every such zone.
+ */
 export function expiredCondition(alias: string): string {
-  return `(${alias}.expires_at < now() OR (${alias}.expires_at IS NULL AND ${alias}.locked_at < LOCALTIMESTAMP - interval '5 minutes'))`;
+  return `(${alias}.expires_at < now() OR (${alias}.expires_at IS NULL AND ${alias}.locked_at < (now() AT TIME ZONE 'UTC') - ${NULL_EXPIRY_STALE_AFTER}))`;
 }
 
-export function lockRowUpsert(locksTable: string): string {
+/** 167 hours (the widest UTC offset PostgreSQL accepts) + 1 hour of margin + the plugin's 5 minutes. */
+export const NULL_EXPIRY_STALE_AFTER = "interval '168 hours 5 minutes'";
+
+/**
+ * Takes the lock row of a state (`id`, `lockId`, lifetime in seconds: parameter placeholders), or takes over an
+ * expired one; returns the row only when the lock was taken. `INSERT ... ON CONFLICT` sees the newest committed
+ * row and waits for an uncommitted one, so it can't miss a holder that committed a moment ago.
+ */
+export function lockRowUpsert(locksTable: string, id = '$1', lockId = '$2', seconds = '$3'): string {
   return `INSERT INTO ${locksTable} AS l (state_id, locked_at, lock_id, expires_at)
-    VALUES ($1, LOCALTIMESTAMP, $2, now() + make_interval(secs => $3))
+    VALUES (${id}, LOCALTIMESTAMP, ${lockId}, now() + make_interval(secs => ${seconds}))
     ON CONFLICT (state_id) DO UPDATE
       SET locked_at = EXCLUDED.locked_at, lock_id = EXCLUDED.lock_id, expires_at = EXCLUDED.expires_at
       WHERE ${expiredCondition('l')}
     RETURNING lock_id`;
+}
+
+/** The lock id and lifetime parameters of `lockRowUpsert`, as text. */
+export function lockRowUpsertValues(lockId: string, lifetimeSeconds: number): [string, string] {
+  return [lockId, String(lifetimeSeconds)];
+}
+
+/**
+ * `$n` placeholders of `text` replaced by escaped literals of `values` (SQL NULL for null), for a multi-statement
+ * simple query. One pass over the template, so a value that contains `$1` stays as it is.
+ */
+export function inlineParams(text: string, values: readonly (string | null)[]): string {
+  return text.replace(/\$(\d+)/g, (match, n: string) => {
+    const index = Number(n) - 1;
+    if (index < 0 || index >= values.length) throw new Error(`no value for ${match}`);
+    const value = values[index];
+    return value === null || value === undefined ? 'NULL' : escapeLiteral(value);
+  });
 }
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

@@ -1,9 +1,11 @@
 /**
  * Meltano's state store contract (`StateStoreManager` + `StateService`) on PostgreSQL, in three table layouts.
  */
+
+import { randomUUID } from 'node:crypto';
 import { advisoryLockKey, createPool, PgStateError } from '@pgstate/core';
 import { migrate } from '@pgstate/schema';
-import type pg from 'pg';
+import pg from 'pg';
 import {
   type MeltanoConnectionOptions,
   type MeltanoLayout,
@@ -19,9 +21,11 @@ import {
   acquireAdvisoryLock,
   acquireRowLock,
   backoff,
+  inlineParams,
   type LockOptions,
   lockLostError,
   lockRowUpsert,
+  lockRowUpsertValues,
   lockTimeoutError,
   type MeltanoLock,
   RowLock,
@@ -140,15 +144,17 @@ export class MeltanoStateStore {
     return row ? toView(stateId, row) : null;
   }
 
-  /** State ids matching a glob (`*`, `?`; `_` and `%` are literal), in byte order. */
+  /** State ids matching a glob as the layout's host matches it (see `globToLike`), in byte order. */
   async list(pattern?: string): Promise<string[]> {
-    const { rows } = await this.#pool.query<{ state_id: string }>(listQuery(this.config.stateTable, pattern));
+    const { rows } = await this.#pool.query<{ state_id: string }>(
+      listQuery(this.config.stateTable, pattern, this.layout),
+    );
     return rows.map((r) => r.state_id);
   }
 
   /** Every state, in batches (keyset pagination, so memory stays flat for large stores). */
   async *states(pattern?: string): AsyncGenerator<MeltanoStateView> {
-    const { like } = globToLike(pattern);
+    const { like } = globToLike(pattern, this.layout);
     let after = '';
     for (;;) {
       const { rows } = await this.#pool.query<Row & { state_id: string }>(
@@ -352,29 +358,28 @@ export class MeltanoStateStore {
    */
   async #tryUnlocked(state: MeltanoState): Promise<boolean> {
     const { stateId } = state;
-    const guard = this.config.locksTable ? [] : [advisoryLockKey(stateId).toString()];
     if (!isEmpty(state.completed)) {
       this.#written.delete(stateId);
       const parts = this.#parts(state);
-      const updated = await this.#pool.query(this.#sql.guardedReplace, [stateId, ...parts, ...guard]);
+      if (this.config.locksTable) {
+        // seed: one upsert, so the lock row is taken once (an UPDATE first would take it twice for a new id).
+        return (await this.#guarded(this.#sql.guardedUpsert, [stateId, ...parts])).rowCount === 1;
+      }
+      const updated = await this.#guarded(this.#sql.guardedReplace, [stateId, ...parts]);
       if (updated.rowCount === 1) return true;
-      const upserted = await this.#pool.query(this.#sql.guardedUpsert, [stateId, ...parts, ...guard]);
+      const upserted = await this.#guarded(this.#sql.guardedUpsert, [stateId, ...parts]);
       return upserted.rowCount === 1;
     }
     const known = this.#written.get(stateId);
     if (known) {
       const partial = this.#mergedPartial(stateId, state.partial, known.partial);
-      if (await this.#mergeIfVersion(stateId, partial, known.version, guard)) return true;
+      if (await this.#mergeIfVersion(stateId, partial, known.version)) return true;
     }
     const { rows } = await this.#pool.query<StoredParts & { version: string }>(this.#sql.readVersion, [stateId]);
     const row = rows[0];
     if (!row) {
       const parts = this.#parts(state);
-      const inserted = await this.#pool.query<{ version: string }>(this.#sql.guardedInsertIfAbsent, [
-        stateId,
-        ...parts,
-        ...guard,
-      ]);
+      const inserted = await this.#guarded<{ version: string }>(this.#sql.guardedInsertIfAbsent, [stateId, ...parts]);
       const version = inserted.rows[0]?.version;
       if (version !== undefined) this.#written.set(stateId, { version, partial: parts[0] });
       return version !== undefined;
@@ -382,15 +387,14 @@ export class MeltanoStateStore {
     // Read like Meltano's update reads (a corrupt stored part fails here, before anything is written).
     readStoredPart(row.completed_state, stateId, 'completed_state');
     const partial = this.#mergedPartial(stateId, state.partial, row.partial_state);
-    return this.#mergeIfVersion(stateId, partial, row.version, guard);
+    return this.#mergeIfVersion(stateId, partial, row.version);
   }
 
-  async #mergeIfVersion(stateId: string, partial: string | null, version: string, guard: string[]): Promise<boolean> {
-    const { rows } = await this.#pool.query<{ version: string }>(this.#sql.guardedMergeIfVersion, [
+  async #mergeIfVersion(stateId: string, partial: string | null, version: string): Promise<boolean> {
+    const { rows } = await this.#guarded<{ version: string }>(this.#sql.guardedMergeIfVersion, [
       stateId,
       partial,
       version,
-      ...guard,
     ]);
     const written = rows[0]?.version;
     if (written === undefined) {
@@ -399,6 +403,26 @@ export class MeltanoStateStore {
     }
     this.#written.set(stateId, { version: written, partial });
     return true;
+  }
+
+  /**
+   * Runs one guarded write (`$1` the state id, `$2`, `$3` its values). plugin/systemdb: one statement with the
+   * upstream advisory key as `$4`. seed: the statement takes the lock row itself (its `lk` CTE, lock id `$4`,
+   * lifetime `$5`) and a second statement deletes that row again, sent as one simple query: one round trip, one
+   * implicit transaction, so the row is never committed and a Python `INSERT` of its lock row waits for it. The
+   * values are inlined as escaped literals (the simple protocol has no parameters).
+   */
+  async #guarded<R extends pg.QueryResultRow = pg.QueryResultRow>(
+    text: string,
+    values: (string | null)[],
+  ): Promise<pg.QueryResult<R>> {
+    const stateId = values[0]!;
+    if (!this.config.locksTable) return this.#pool.query<R>(text, [...values, advisoryLockKey(stateId).toString()]);
+    const lockId = `pgstate:w:${randomUUID()}`;
+    const script = `${inlineParams(text, [...values, ...lockRowUpsertValues(lockId, this.lockTimeoutSeconds)])};
+      DELETE FROM ${this.config.locksTable} WHERE state_id = ${pg.escapeLiteral(stateId)} AND lock_id = ${pg.escapeLiteral(lockId)}`;
+    const results = (await this.#pool.query(script)) as unknown as pg.QueryResult<R>[];
+    return results[0]!;
   }
 
   /**
@@ -533,9 +557,8 @@ function stateSql(table: string, locksTable: string | undefined): StateSql {
   // expired one is left to the locked path, which takes it over and removes it); plugin/systemdb: the upstream key
   // is free now and stays ours until this statement's transaction ends, so a Python session lock is respected both
   // ways.
-  const free = locksTable
-    ? `NOT EXISTS (SELECT FROM ${locksTable} WHERE state_id = $1::text)`
-    : 'pg_try_advisory_xact_lock($4::int8)';
+  const free = locksTable ? 'EXISTS (SELECT FROM lk)' : 'pg_try_advisory_xact_lock($4::int8)';
+  const lk = locksTable ? `WITH lk AS (${lockRowUpsert(locksTable, '$1::text', '$4', '$5')}) ` : '';
   const insert = `INSERT INTO ${table} (state_id, ${columns}) SELECT $1::text, $2, $3, now()`;
   const mergeSet = `UPDATE ${table} SET partial_state = $2, updated_at = now() WHERE state_id = $1::text`;
   return {
@@ -546,11 +569,11 @@ function stateSql(table: string, locksTable: string | undefined): StateSql {
     insertIfAbsent: `${insert} ON CONFLICT (state_id) DO NOTHING`,
     mergeLocked: mergeSet,
     // An UPDATE first: its guard costs less to plan than the upsert's; the upsert is for new state ids.
-    guardedReplace: `UPDATE ${table} SET partial_state = $2, completed_state = $3, updated_at = now()
+    guardedReplace: `${lk}UPDATE ${table} SET partial_state = $2, completed_state = $3, updated_at = now()
       WHERE state_id = $1::text AND ${free}`,
-    guardedUpsert: `${insert} WHERE ${free} ${onConflict}`,
-    guardedInsertIfAbsent: `${insert} WHERE ${free} ON CONFLICT (state_id) DO NOTHING RETURNING xmin::text AS version`,
-    guardedMergeIfVersion: `${mergeSet} AND xmin = $3::xid AND ${free} RETURNING xmin::text AS version`,
+    guardedUpsert: `${lk}${insert} WHERE ${free} ${onConflict}`,
+    guardedInsertIfAbsent: `${lk}${insert} WHERE ${free} ON CONFLICT (state_id) DO NOTHING RETURNING xmin::text AS version`,
+    guardedMergeIfVersion: `${lk}${mergeSet} AND xmin = $3::xid AND ${free} RETURNING xmin::text AS version`,
   };
 }
 
@@ -558,8 +581,8 @@ function stateSql(table: string, locksTable: string | undefined): StateSql {
  * `list`'s SQL. `state_id COLLATE "C"` matches the layouts' `<table>_state_id_c_idx` index, so a pattern with a
  * literal prefix (`dev:*`) is an index range scan whatever the database collation, and the order is byte order.
  */
-export function listQuery(stateTable: string, pattern?: string): pg.QueryConfig {
-  const { like, matchesAll } = globToLike(pattern);
+export function listQuery(stateTable: string, pattern?: string, layout: MeltanoLayout = 'seed'): pg.QueryConfig {
+  const { like, matchesAll } = globToLike(pattern, layout);
   if (matchesAll) return { text: `SELECT state_id FROM ${stateTable} ORDER BY state_id COLLATE "C"`, values: [] };
   return {
     text: `SELECT state_id FROM ${stateTable} WHERE state_id COLLATE "C" LIKE $1 ESCAPE '\\' ORDER BY state_id COLLATE "C"`,

@@ -105,7 +105,9 @@ defineConformance<MeltanoStateStore, { rows(table: string): Promise<Record<strin
           await store.merge('dev:tap_a-to-t', S({ b: 2 }));
           await store.set('dev:tapXa-to-t', S({ x: 1 }));
           expect((await store.get('dev:tap_a-to-t'))?.merged).toEqual(S({ a: 1, b: 2 }));
-          expect(await store.list('dev:tap_a*')).toEqual(['dev:tap_a-to-t']);
+          // Matched as the host does: `_` is a LIKE wildcard, `\` escapes it.
+          expect(await store.list('dev:tap_a*')).toEqual(['dev:tapXa-to-t', 'dev:tap_a-to-t']);
+          expect(await store.list('dev:tap\\_a*')).toEqual(['dev:tap_a-to-t']);
           await store.copy('dev:tap_a-to-t', 'copy');
           await store.move('copy', 'moved');
           expect(await store.list()).toEqual(['dev:tapXa-to-t', 'dev:tap_a-to-t', 'moved']);

@@ -117,7 +117,9 @@ export function register(program: Command, context: CommandContext): void {
   withExamples(
     state
       .command('list')
-      .description('list state ids (byte order), optionally filtered by a glob: * and ? (_ and % are literal)')
+      .description(
+        'list state ids (byte order), filtered by a glob matched as the layout’s host does: * and ? (systemdb: * only); _ and % are LIKE wildcards, \\ escapes',
+      )
       .option('--pattern <glob>', 'filter state ids, e.g. "dev:tap-github-*"')
       .action(async (o: { pattern?: string }) => {
         const ids = await (await open()).list(o.pattern);
