@@ -2,7 +2,15 @@ import { normalizeStorageConfig, PGSTATE_STORAGE_TYPE, type PgStateStorageConfig
 import { PgStateBucketStorageFactory } from './factory.js';
 import { PgStateMigrationAgent } from './migrations.js';
 import { PgStateReportStorage } from './report-storage.js';
-import type { ActiveStorage, GetStorageOptions, Logger, MigrationAgent, StorageProvider } from './types.js';
+import type {
+  ActiveStorage,
+  GetStorageOptions,
+  Logger,
+  StorageModule,
+  StorageModuleContext,
+  StorageProvider,
+  TearDownOptions,
+} from './types.js';
 
 /** `StorageProvider` for `storage.type: pgstate`. */
 export class PgStateStorageProvider implements StorageProvider {
@@ -34,18 +42,13 @@ export class PgStateStorageProvider implements StorageProvider {
   }
 }
 
-/** The parts of service-core's ServiceContextContainer a storage module touches. */
-export interface StorageModuleContext {
-  storageEngine: { registerProvider(provider: StorageProvider): void };
-  configuration: { storage: { type: string; [key: string]: unknown } };
-  migrations?: { registerMigrationAgent(agent: MigrationAgent): void };
-}
+export type { StorageModuleContext } from './types.js';
 
 /**
  * The module a custom PowerSync service entry registers (like upstream's storage modules):
  * `await new PgStateStorageModule().initialize(serviceContext)`.
  */
-export class PgStateStorageModule {
+export class PgStateStorageModule implements StorageModule {
   readonly name = 'pgstate Bucket Storage';
 
   constructor(private readonly logger?: Logger) {}
@@ -61,5 +64,6 @@ export class PgStateStorageModule {
     }
   }
 
-  async teardown(): Promise<void> {}
+  /** Like the official module: tearing down storage is the storage engine's job (`ActiveStorage.tearDown`). */
+  async teardown(_options?: TearDownOptions): Promise<void> {}
 }

@@ -1,7 +1,10 @@
-/** Listener registry with service-core's `registerListener` shape (returns an unsubscribe function). */
-export class Observers<T> {
+import type { BaseObserverClient } from './types.js';
+
+/** Listener registry with the public surface of lib-services-framework's `BaseObserver`. */
+export class Observers<T> implements BaseObserverClient<T> {
   private readonly listeners = new Set<Partial<T>>();
 
+  /** Adds a listener; the returned function removes it. */
   registerListener(listener: Partial<T>): () => void {
     this.listeners.add(listener);
     return () => {
@@ -9,11 +12,19 @@ export class Observers<T> {
     };
   }
 
-  protected emit(fn: (listener: Partial<T>) => void): void {
-    for (const listener of [...this.listeners]) fn(listener);
+  iterateListeners(cb: (listener: Partial<T>) => unknown): void {
+    for (const listener of [...this.listeners]) cb(listener);
   }
 
-  protected clearListeners(): void {
+  async iterateAsyncListeners(cb: (listener: Partial<T>) => Promise<unknown>): Promise<void> {
+    for (const listener of [...this.listeners]) await cb(listener);
+  }
+
+  clearListeners(): void {
     this.listeners.clear();
+  }
+
+  protected emit(fn: (listener: Partial<T>) => void): void {
+    this.iterateListeners(fn);
   }
 }

@@ -120,10 +120,12 @@ export class PgStateSyncConfigContent implements PersistedSyncConfigContent {
   readonly storageVersion: number;
   readonly syncConfigId: string | null = null;
   readonly syncConfigState: SyncRuleState;
+  readonly logger: Logger;
 
   constructor(
     private readonly db: StorageDb,
     row: SyncRulesRow,
+    logger: Logger = db.logger,
   ) {
     this.replicationStreamId = row.id;
     this.sync_rules_content = row.content;
@@ -131,6 +133,7 @@ export class PgStateSyncConfigContent implements PersistedSyncConfigContent {
     this.replicationStreamName = row.slot_name;
     this.storageVersion = row.storage_version ?? LEGACY_STORAGE_VERSION;
     this.syncConfigState = row.state;
+    this.logger = prefixedLogger(logger, `[${this.replicationStreamName}] `);
   }
 
   getStorageConfig(): StorageVersionConfig {
@@ -204,7 +207,7 @@ export class PgStateReplicationStream implements PersistedReplicationStream {
     this.replicationStreamName = row.slot_name;
     this.state = row.state;
     this.storageVersion = row.storage_version ?? LEGACY_STORAGE_VERSION;
-    this.syncConfigContent = [new PgStateSyncConfigContent(db, row)];
+    this.syncConfigContent = [new PgStateSyncConfigContent(db, row, logger)];
     // As service-core's PersistedReplicationStream: the stream's logs carry its slot name.
     this.logger = prefixedLogger(logger, `[${this.replicationStreamName}] `);
   }

@@ -5,10 +5,14 @@ import type {
   ParameterIndexLookupCreator,
   SourceTableRef,
 } from '@powersync/service-sync-rules';
+import type { ObjectId } from 'bson';
 import type { ColumnDescriptor } from './types.js';
 
-/** Source table ids in this storage are strings (upstream's Postgres module does the same). */
-export type SourceTableId = string;
+/**
+ * As service-core: the id's format is the storage's. This storage's ids are strings (like PowerSync's own Postgres
+ * storage); an ObjectId (what a caller's `idGenerator` may produce) is stored as its hex string.
+ */
+export type SourceTableId = string | ObjectId;
 
 export interface SourceTableOptions {
   id: SourceTableId;

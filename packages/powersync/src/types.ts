@@ -63,6 +63,13 @@ export interface ObserverClient<T> {
   registerListener(listener: Partial<T>): () => void;
 }
 
+/** The public members of lib-services-framework's `BaseObserver` (what `BucketStorageFactory` extends). */
+export interface BaseObserverClient<T> extends ObserverClient<T> {
+  iterateListeners(cb: (listener: Partial<T>) => unknown): void;
+  iterateAsyncListeners(cb: (listener: Partial<T>) => Promise<unknown>): Promise<void>;
+  clearListeners(): void;
+}
+
 // ---- Protocol --------------------------------------------------------------------------------------------
 
 export interface OplogEntry {
@@ -154,6 +161,8 @@ export interface PersistedSyncConfigContent {
   readonly storageVersion: number;
   readonly syncConfigId: string | null;
   readonly syncConfigState: SyncRuleState;
+  /** The storage's logger, prefixed with `[<stream name>] `. */
+  readonly logger: Logger;
   getStorageConfig(): StorageVersionConfig;
   parsed(options: ParseSyncConfigOptions): ParsedSyncConfigSet;
   asUpdateOptions(options?: Omit<UpdateSyncRulesOptions, 'config'>): UpdateSyncRulesOptions;
@@ -173,6 +182,8 @@ export interface PersistedReplicationStream {
   readonly storageVersion: number;
   readonly syncConfigContent: readonly PersistedSyncConfigContent[];
   readonly current_lock: ReplicationLock | null;
+  /** The stream's logger (the storage's, prefixed with `[<stream name>] `); the replication job logs through it. */
+  readonly logger: Logger;
   getStorageConfig(): StorageVersionConfig;
   lock(): Promise<ReplicationLock>;
   parsed(options: ParseSyncConfigOptions): ParsedSyncConfigSet;
@@ -206,7 +217,7 @@ export interface BucketStorageFactoryListener {
   replicationEvent: (event: ReplicationEventPayload) => void;
 }
 
-export interface BucketStorageFactory extends ObserverClient<BucketStorageFactoryListener>, AsyncDisposable {
+export interface BucketStorageFactory extends BaseObserverClient<BucketStorageFactoryListener>, AsyncDisposable {
   configureSyncRules(
     options: UpdateSyncRulesOptions,
   ): Promise<{ updated: boolean; persisted_sync_rules?: PersistedReplicationStream; lock?: ReplicationLock }>;
@@ -302,6 +313,23 @@ export interface ClearStorageOptions {
   signal?: AbortSignal;
 }
 
+export interface CleanupStoppedSyncConfigsOptions {
+  signal?: AbortSignal;
+  logger?: Logger;
+  defaultSchema: string;
+  sourceConnectionTag: string;
+}
+
+export interface CleanupStoppedSyncConfigsResult {
+  stoppedSyncConfigsRemoved: number;
+  bucketDataCollectionsDropped: number;
+  parameterIndexCollectionsDropped: number;
+  bucketStateDocumentsDeleted: number;
+  sourceRecordCollectionsDropped: number;
+  sourceTablesUpdated: number;
+  sourceTablesDeleted: number;
+}
+
 export interface TerminateOptions extends ClearStorageOptions {
   clearStorage: boolean;
 }
@@ -317,7 +345,10 @@ export interface CompactOptions {
   moveBatchByteLimit?: number;
   minBucketChanges?: number;
   minChangeRatio?: number;
+  /** Internal/testing use: cache size for compacting parameters. */
+  compactParameterCacheLimit?: number;
   signal?: AbortSignal;
+  logger?: Logger;
 }
 
 export interface PopulateChecksumCacheOptions {
@@ -417,6 +448,8 @@ export interface SyncRulesBucketStorage extends ObserverClient<SyncRulesBucketSt
     options?: BucketChecksumOptions,
   ): Promise<ChecksumMap>;
   clearChecksumCache(): void;
+  /** Optional in the contract; not implemented here (nor by PowerSync's own Postgres storage). */
+  cleanupStoppedSyncConfigs?(options: CleanupStoppedSyncConfigsOptions): Promise<CleanupStoppedSyncConfigsResult>;
 }
 
 // ---- Writer ----------------------------------------------------------------------------------------------
@@ -744,6 +777,30 @@ export interface MigrationAgent<Generics extends MigrationAgentGenerics = PowerS
   loadInternalMigrations(): Promise<Migration<Generics['MIGRATION_CONTEXT']>[]>;
   run(params: RunMigrationParams<Generics>): Promise<void>;
   resetStore(): Promise<void>;
+}
+
+// ---- Module: service-core `modules` at 06b4092fc ---------------------------------------------------------------
+
+/** service-core's `TearDownOptions`. */
+export interface TearDownOptions {
+  /** If required, tear down any configuration/state for these replication streams. */
+  replicationStreams?: PersistedReplicationStream[];
+  /** @deprecated Use replicationStreams. */
+  syncRules?: PersistedReplicationStream[];
+}
+
+/** The parts of service-core's `ServiceContextContainer` a storage module touches. */
+export interface StorageModuleContext {
+  storageEngine: { registerProvider(provider: StorageProvider): void };
+  configuration: { storage: { type: string; [key: string]: unknown } };
+  migrations?: { registerMigrationAgent(agent: MigrationAgent): void };
+}
+
+/** The public shape of service-core's `modules.AbstractModule`, as the service's ModuleManager uses it. */
+export interface StorageModule {
+  readonly name: string;
+  initialize(context: StorageModuleContext): Promise<void>;
+  teardown(options: TearDownOptions): Promise<void>;
 }
 
 export interface TestStorageOptions {

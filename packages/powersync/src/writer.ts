@@ -118,7 +118,7 @@ class RecordOperation {
   constructor(readonly record: SaveOptions) {
     this.afterId = record.afterReplicaId ?? null;
     this.beforeId = record.beforeReplicaId ?? record.afterReplicaId;
-    this.tableId = record.sourceTable.id;
+    this.tableId = tableIdString(record.sourceTable.id);
     this.afterKey = this.afterId == null ? null : serializeReplicaId(this.afterId);
     this.beforeKey =
       this.afterKey != null && (record.beforeReplicaId == null || record.beforeReplicaId === record.afterReplicaId)
@@ -963,15 +963,16 @@ export class PgStateBucketBatch extends Observers<BucketBatchStorageListener> im
         const rows = await this.db.query<{ source_key: Buffer; buckets: CurrentBucket[]; lookups: Buffer[] }>(
           `SELECT source_key, buckets, lookups FROM ${n.currentData}
            WHERE group_id = $1 AND source_table = $2 LIMIT $3 FOR NO KEY UPDATE`,
-          [this.groupId, table.id, TRUNCATE_BATCH],
+          [this.groupId, tableIdString(table.id), TRUNCATE_BATCH],
           client,
         );
         const writes = new PendingWrites(this.options.batchLimits);
+        const tableId = tableIdString(table.id);
         for (const row of rows) {
           const sourceKey = deserializeReplicaId(row.source_key);
-          writes.saveBucketData(table.id, sourceKey, row.source_key, row.buckets, []);
-          writes.saveParameterData(table.id, row.source_key, [], row.lookups);
-          writes.deleteCurrent(table.id, row.source_key);
+          writes.saveBucketData(tableId, sourceKey, row.source_key, row.buckets, []);
+          writes.saveParameterData(tableId, row.source_key, [], row.lookups);
+          writes.deleteCurrent(tableId, row.source_key);
         }
         const op = await writes.write(this.db, client, this.groupId, false);
         return { count: rows.length, op };
