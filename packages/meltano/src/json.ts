@@ -39,7 +39,12 @@ const WS = new Set([' ', '\t', '\n', '\r']);
 const ESCAPES: Record<string, string> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
 const NUMBER = /-?(?:0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/y;
 
-const MAX_DEPTH = 512;
+/**
+ * Nesting we accept: twice what Python's `json` reads and writes with its default recursion limit (about 1,000), so
+ * every state Meltano can store is read, and the recursive parser and writers stay far from the JS stack limit.
+ */
+const MAX_JSON_DEPTH = 2000;
+const MAX_DEPTH = MAX_JSON_DEPTH;
 
 /**
  * After `JSON.parse`: does the value need our own parser? Yes if it nests deeper than we accept, or holds an
@@ -135,7 +140,12 @@ export function parseJsonExact(text: string, what = 'state'): JsonValue {
     return Number(m[0]);
   };
   const parseValue = (depth: number): JsonValue => {
-    if (depth > MAX_DEPTH) fail('nesting too deep');
+    if (depth > MAX_DEPTH)
+      throw new PgStateError(
+        'INVALID_INPUT',
+        `The ${what} nests deeper than ${MAX_DEPTH} levels (at position ${i}); pgstate does not read it.`,
+        { fix: `Python's json module itself stops at about 1,000 levels: flatten the ${what}.` },
+      );
     skip();
     const c = text[i];
     if (c === '{') {

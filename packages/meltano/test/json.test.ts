@@ -24,10 +24,12 @@ const TEXTS = [
   ' \n\t{ "spaced" :\r [ 1 , 2 ] } \n',
   '{"nan": NaN, "inf": Infinity, "ninf": -Infinity}',
   nested(511),
-  nested(512),
-  nested(513),
   nested(600),
-  `{"deep": ${nested(520, '"x"')}}`,
+  nested(999),
+  nested(1999),
+  nested(2000),
+  nested(2001),
+  `{"deep": ${nested(2100, '"x"')}}`,
   '{"bad": }',
   '{"trailing": 1} x',
   '[1, 2',
@@ -49,9 +51,14 @@ describe('parseJson (JSON.parse fast path) gives exactly what the full parser gi
     expect(run(parseJson)).toEqual(run(parseJsonExact));
   });
 
-  test('integers beyond 2^53 stay exact and nesting beyond 512 is refused (the fast path does not hide either)', () => {
+  test('integers beyond 2^53 stay exact; nesting Python writes is read, beyond 2000 refused (fast path hides neither)', () => {
     expect((parseJson('{"id": 12345678901234567890}') as { id: unknown }).id).toBe(12345678901234567890n);
-    expect(() => parseJson(nested(513))).toThrow(/nesting too deep/);
+    // 999 levels: the deepest state Python's json.dumps/json.loads handle with the default recursion limit.
+    const deep = parseJson(`{"s": ${nested(998)}}`);
+    expect(dumpJson(deep)).toBe(`{"s": ${nested(998)}}`);
+    expect(dumpJson(deep, { indent: 2 }).split('\n').length).toBe(2 * 999 + 1);
+    expect(() => parseJson(nested(2001))).toThrow(/nests deeper than 2000 levels/);
+    expect(() => parseJson(nested(2001))).not.toThrow(/not valid JSON/);
     expect(() => parseJson('{"a": }')).toThrow(/position 6/);
   });
 });
@@ -68,6 +75,8 @@ describe.skipIf(!python)("dumpJson writes what Python's json.dumps writes (pytho
     '{"nan": NaN, "inf": [Infinity, -Infinity]}',
     '{"s": "caf\\u00e9 \\ud83d\\ude00 \\ud800 \\u2028 \\u007f \\u0001 \\"q\\" \\\\ / tab\\t nl\\n", "k\\u00e9y": [true, false, null], "del": "a\\u007fb", "q": "say \\"hi\\""}',
     '{"empty": {}, "list": [], "nested": [[{"a": [1, {"b": []}]}]], "__proto__": {"x": 1}, "constructor": 2}',
+    // Deep, as Meltano can write it (Python's own limit is about 1,000 levels; its indent encoder stops sooner).
+    `{"deep": ${nested(900, '{"x": 1}')}}`,
   ];
   const pythonDump = (mode: string) => {
     const script = `import json, sys
@@ -77,7 +86,11 @@ for line in sys.stdin.read().split("\\n"):
     if mode == "compact": print(json.dumps(v, separators=(",", ":")))
     elif mode == "indent": print(json.dumps(v, indent=2).replace("\\n", "\\\\n"))
     else: print(json.dumps(v))`;
-    const out = spawnSync('python3', ['-c', script, mode], { input: values.join('\n'), encoding: 'utf8' });
+    const out = spawnSync('python3', ['-c', script, mode], {
+      input: values.join('\n'),
+      encoding: 'utf8',
+      maxBuffer: 64 * 1024 * 1024,
+    });
     expect(out.status, out.stderr).toBe(0);
     return out.stdout.trimEnd().split('\n');
   };
