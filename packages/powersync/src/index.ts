@@ -32,7 +32,13 @@ export {
   PgStateStorageProvider,
   type StorageModuleContext,
 } from './module.js';
-export { acquireLease, type Lease, PgStateReplicationStream, PgStateSyncConfigContent } from './persisted.js';
+export {
+  acquireLease,
+  type Lease,
+  PgStateReplicationStream,
+  PgStateSyncConfigContent,
+  ReplicationStreamLockedError,
+} from './persisted.js';
 export { PgStateReportStorage } from './report-storage.js';
 export { SourceTable, type SourceTableId, type SourceTableOptions, type TableSnapshotStatus } from './source-table.js';
 export { ParameterSetLimitExceededError, PgStateSyncRulesStorage } from './storage.js';

@@ -228,13 +228,27 @@ export class PgStateReplicationStream implements PersistedReplicationStream {
       this.db.config.lockLeaseMs,
       this.logger,
     );
-    if (lease == null) {
-      throw new PgStateError('CONFLICT', 'Replication stream is locked by another process, standing by.', {
-        fix: 'Nothing to do: another PowerSync process replicates this stream; this one takes over if that one stops.',
-      });
-    }
+    if (lease == null) throw new ReplicationStreamLockedError();
     this.current_lock = { sync_rules_id: this.replicationStreamId, release: lease.release };
     return this.current_lock;
+  }
+}
+
+/**
+ * `lock()` while another live process holds the stream: CONFLICT, also carrying service-core's ServiceError data
+ * (`PSYNC_S1003`). The service's replicator recognises that code, logs it once at info level and stands by; any other
+ * error is logged as "Failed to start replication" at error level every few seconds (seen in the real service).
+ */
+export class ReplicationStreamLockedError extends PgStateError {
+  readonly errorData = {
+    code: 'PSYNC_S1003',
+    description: 'Replication stream is locked by another process, standing by.',
+  } as const;
+
+  constructor() {
+    super('CONFLICT', 'Replication stream is locked by another process, standing by.', {
+      fix: 'Nothing to do: another PowerSync process replicates this stream; this one takes over if that one stops.',
+    });
   }
 }
 

@@ -1,10 +1,11 @@
 // `@pgstate/powersync/service` against an object shaped like service-core's ModuleManager (06b4092fc): the stock entry
 // creates one, hands it the built-in loaders through registerDynamicModules, and at startup loads the loader named by
 // `storage.type` and initializes the module it returns with the service context.
+import { isPgStateError } from '@pgstate/core';
 import { createTestDatabase } from '@pgstate/core/testing';
 import { type ModuleLoaders, registerPgStateStorage, withPgStateStorage } from '@pgstate/powersync/service';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
-import type { Logger, StorageProvider } from '../src/index.js';
+import { type Logger, pgstateTestSetup, type StorageProvider } from '../src/index.js';
 import { deploy, GLOBAL_YAML, WRITER } from './helpers.js';
 
 let url: string;
@@ -134,6 +135,29 @@ describe('@pgstate/powersync/service', () => {
     const merged = withPgStateStorage(loaders);
     expect(Object.keys(merged.storage).sort()).toEqual(['mongodb', 'pgstate', 'postgresql']);
     expect(loaders.storage.pgstate).toBeUndefined();
+  });
+
+  test("a stream locked by another process is refused with CONFLICT and service-core's PSYNC_S1003, which the service's replicator treats as standing by", async () => {
+    const setup = pgstateTestSetup({ url, schema: 'ps_service_lock' });
+    const first = await setup.factory();
+    const second = await setup.factory({ doNotClear: true });
+    try {
+      const { stream } = await deploy(first, GLOBAL_YAML);
+      const lock = await stream.lock();
+      const [rival] = await second.getReplicatingReplicationStreams();
+      const refused = await rival!.lock().catch((e: unknown) => e);
+      expect(isPgStateError(refused, 'CONFLICT')).toBe(true);
+      expect(refused).toMatchObject({
+        errorData: {
+          code: 'PSYNC_S1003',
+          description: 'Replication stream is locked by another process, standing by.',
+        },
+      });
+      await lock.release();
+    } finally {
+      await first[Symbol.asyncDispose]();
+      await second[Symbol.asyncDispose]();
+    }
   });
 
   test('anything but a module manager is refused with a precise error', () => {
