@@ -51,6 +51,11 @@ export function register(program: Command, context: CommandContext): void {
     .command('powersync')
     .description('PowerSync bucket storage in PostgreSQL: status, migrate, compact, clear')
     .option('--schema <name>', 'storage schema (default: ?schema= of the URL, else powersync)');
+  withExamples(powersync, [
+    ['pgstate powersync status', 'streams, checkpoints and sizes in schema powersync'],
+    ['pgstate --url "$STORAGE_URL" powersync migrate', 'create the storage tables with a privileged role'],
+    ['pgstate powersync --schema ps_staging compact', 'another storage schema'],
+  ]);
 
   async function open(): Promise<PgStateBucketStorageFactory> {
     const settings = await context.settings({ adapterParams: ['schema'] });

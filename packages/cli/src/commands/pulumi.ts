@@ -55,6 +55,12 @@ export function register(program: Command, context: CommandContext): void {
     .option('--table <name>', 'state table (default: ?table= of the URL, else pulumi_state)')
     .option('--layout <layout>', 'seed (bytea, default) or native (the table of `pulumi login postgres://`)')
     .option('--key-prefix <prefix>', 'key prefix (native default: "<database>/")');
+  withExamples(pulumi, [
+    ['pgstate pulumi stacks', 'every stack in the seed table (pulumi_state)'],
+    ['pgstate pulumi --layout native stacks', 'the table `pulumi login postgres://` writes'],
+    ['pgstate pulumi export app/dev > dev.json', 'save a deployment'],
+    ['pgstate pulumi run -- up', 'the stock pulumi CLI with its state here'],
+  ]);
 
   async function open(): Promise<PulumiStateStore> {
     const opts = pulumi.opts<StoreOptions>();
