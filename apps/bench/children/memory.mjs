@@ -12,7 +12,15 @@ import { createS3Gateway } from '@pgstate/s3-gateway';
 import pg from 'pg';
 
 const [mode, url, file] = process.argv.slice(2);
-const maxRss = () => process.resourceUsage().maxRSS * 1024;
+// Peak RSS of this process image. On Linux getrusage's maxRSS survives exec, so a child forked from a parent that
+// holds large buffers would report the parent's size: read the memory map's own high-water mark (VmHWM) instead.
+const maxRss = () => {
+  try {
+    const hwm = /^VmHWM:\s+(\d+) kB$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    if (hwm) return Number(hwm[1]) * 1024;
+  } catch {}
+  return process.resourceUsage().maxRSS * 1024;
+};
 const idleRss = () => {
   globalThis.gc?.();
   return process.memoryUsage().rss;
@@ -59,6 +67,7 @@ if (mode === 'save-pgstate' || mode === 'save-raw') {
   say({ url: gateway.url });
   for await (const line of createInterface({ input: process.stdin })) {
     if (line === 'idle') say({ idleRss: idleRss() });
+    if (line === 'peak') say({ maxRss: maxRss() });
     if (line === 'exit') break;
   }
   // The peak is behind us: report it before the graceful close, which waits for the client's idle connections.

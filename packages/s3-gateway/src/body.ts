@@ -13,6 +13,8 @@ export interface ReadBodyOptions {
   maxBytes: number;
   /** Called once right before the first body byte is wanted (answers `Expect: 100-continue`). */
   onStart?: () => void;
+  /** Reserves room for the decoded body before any of it is read (the gateway's in-flight byte budget). */
+  reserve?: (bytes: number) => Promise<void>;
 }
 
 export interface DecodedBody {
@@ -235,6 +237,8 @@ export async function readBody(req: IncomingMessage, auth: AuthResult, options: 
     verifySha256?.update(data);
   };
 
+  // A body of unknown length (HTTP chunked) may grow to the limit: reserve that much.
+  await options.reserve?.(length ?? options.maxBytes);
   options.onStart?.();
   let body: Buffer;
   try {

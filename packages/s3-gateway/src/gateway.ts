@@ -11,6 +11,7 @@ import type { BucketHandler, ByteRange, ObjectInfo, PutConditions } from '@pgsta
 import { isPgStateError, PgStateError } from '@pgstate/core';
 import type pg from 'pg';
 import { readBody } from './body.js';
+import { BodyBudget } from './body-budget.js';
 import { type ChecksumAlgorithm, checksum } from './checksums.js';
 import { S3Error, s3Errors, toS3Error } from './errors.js';
 import { jsonStderrLogger, type Logger, silentLogger } from './logger.js';
@@ -41,6 +42,13 @@ export interface GatewayLimits {
   maxClockSkewMs: number;
   /** How long `close()` waits for in-flight requests before cutting connections. Default 30 s. */
   shutdownGraceMs: number;
+  /**
+   * Request-body bytes all requests together may hold in memory (one body larger than this still gets through
+   * alone). Default 64 MiB.
+   */
+  maxBodyBytesInFlight: number;
+  /** How long a request waits for room in that budget before it is answered `503 SlowDown`. Default 30 s. */
+  bodyWaitMs: number;
 }
 
 export const DEFAULT_LIMITS: GatewayLimits = {
@@ -55,6 +63,8 @@ export const DEFAULT_LIMITS: GatewayLimits = {
   idleTimeoutMs: 60_000,
   maxClockSkewMs: 15 * 60_000,
   shutdownGraceMs: 30_000,
+  maxBodyBytesInFlight: 64 * 1024 * 1024,
+  bodyWaitMs: 30_000,
 };
 
 export interface S3GatewayOptions {
@@ -78,12 +88,26 @@ export interface S3GatewayOptions {
   logger?: Logger | false;
   /** Clock, for tests of expired signatures. */
   now?: () => Date;
+  /**
+   * What `GET /ready` checks (e.g. PostgreSQL reachable, migrations current); default: always ready. `/health` and
+   * `/ready` answer without authentication and reveal nothing beyond ok / not ok.
+   */
+  readiness?: () => Promise<boolean>;
+}
+
+/** What a gateway holds right now (for metrics). */
+export interface GatewayStats {
+  inFlightRequests: number;
+  bodyBytesHeld: number;
+  bodyBytesBudget: number;
+  requestsWaitingForBudget: number;
 }
 
 export interface S3Gateway {
   /** `http://127.0.0.1:PORT` (or https). */
   readonly url: string;
   readonly port: number;
+  stats(): GatewayStats;
   /** Stops accepting connections, lets in-flight requests finish (up to `shutdownGraceMs`), then resolves. */
   close(): Promise<void>;
 }
@@ -138,6 +162,49 @@ const UNSUPPORTED_OBJECT_SUBRESOURCES = [
   'location',
   'session',
 ];
+
+/** Unauthenticated probe endpoints for load balancers and orchestrators (bucket names they would shadow are refused). */
+const PROBE_PATHS = new Set(['/health', '/ready']);
+
+/** S3's name for what a request does (metrics label, log field). */
+function operationOf(r: Route, copySource: boolean): string {
+  const q = (name: string) => r.query.has(name);
+  if (!r.bucket) return 'ListBuckets';
+  if (r.key === undefined) {
+    switch (r.method) {
+      case 'HEAD':
+        return 'HeadBucket';
+      case 'GET':
+        if (q('location')) return 'GetBucketLocation';
+        if (q('versioning')) return 'GetBucketVersioning';
+        if (q('uploads')) return 'ListMultipartUploads';
+        if (q('acl')) return 'GetBucketAcl';
+        return r.query.get('list-type') === '2' ? 'ListObjectsV2' : 'ListObjects';
+      case 'PUT':
+        return 'CreateBucket';
+      case 'POST':
+        return q('delete') ? 'DeleteObjects' : 'Other';
+      case 'DELETE':
+        return 'DeleteBucket';
+      default:
+        return 'Other';
+    }
+  }
+  switch (r.method) {
+    case 'GET':
+      return q('uploadId') ? 'ListParts' : q('acl') ? 'GetObjectAcl' : 'GetObject';
+    case 'HEAD':
+      return 'HeadObject';
+    case 'PUT':
+      return q('uploadId') || q('partNumber') ? 'UploadPart' : copySource ? 'CopyObject' : 'PutObject';
+    case 'DELETE':
+      return q('uploadId') ? 'AbortMultipartUpload' : 'DeleteObject';
+    case 'POST':
+      return q('uploads') ? 'CreateMultipartUpload' : q('uploadId') ? 'CompleteMultipartUpload' : 'Other';
+    default:
+      return 'Other';
+  }
+}
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/i;
 const BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
@@ -240,6 +307,11 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
     });
   }
   for (const name of Object.keys(options.buckets)) {
+    if (PROBE_PATHS.has(`/${name}`)) {
+      throw new PgStateError('BAD_SETTING', `"${name}" is reserved: /${name} is the gateway's own probe endpoint.`, {
+        fix: 'Give the bucket another name.',
+      });
+    }
     if (!BUCKET_NAME.test(name) || name.includes('..')) {
       throw new PgStateError('BAD_SETTING', `"${name}" is not a valid S3 bucket name.`, {
         fix: 'Use 3-63 lower-case letters, digits, dots and hyphens, starting and ending with a letter or digit.',
@@ -249,8 +321,34 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
   const buckets = new Map(Object.entries(options.buckets));
   const store = options.uploads ? new MultipartStore(options.uploads) : undefined;
   const startedAt = new Date();
+  const budget = new BodyBudget(limits.maxBodyBytesInFlight);
+  /** Per request: the budget it holds (given back when it ends) and whether its client went away. */
+  const held = new WeakMap<IncomingMessage, { releases: Array<() => void>; gone: AbortController }>();
+
+  function reserveFor(req: IncomingMessage): (bytes: number) => Promise<void> {
+    return async (bytes) => {
+      const state = held.get(req);
+      if (!state) return;
+      state.releases.push(await budget.acquire(bytes, limits.bodyWaitMs, state.gone.signal));
+    };
+  }
   let inFlight = 0;
+  /** Set by close(): new requests are refused (503) and /ready reports not ready while in-flight ones finish. */
+  let closingNow = false;
   let idleWaiters: Array<() => void> = [];
+
+  /**
+   * Bytes the request's connection moved since the previous request on it ended (headers included: Node reads them,
+   * often with the whole body, before the handler runs).
+   */
+  const accounted = new WeakMap<object, { read: number; written: number }>();
+  function socketBytes(req: IncomingMessage): { bytesIn: number; bytesOut: number } {
+    const socket = req.socket;
+    const before = accounted.get(socket) ?? { read: 0, written: 0 };
+    const now = { read: socket.bytesRead, written: socket.bytesWritten };
+    accounted.set(socket, now);
+    return { bytesIn: now.read - before.read, bytesOut: now.written - before.written };
+  }
 
   function requireStore(): MultipartStore {
     if (!store) throw s3Errors.notImplemented('multipart upload (the gateway was started without an uploads database)');
@@ -354,6 +452,7 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
     const { body } = await readBody(req, auth, {
       maxBytes: limits.maxXmlBytes,
       onStart: () => continueIfExpected(req, res),
+      reserve: reserveFor(req),
     });
     return parseS3Xml(body.toString('utf8'), root);
   }
@@ -682,6 +781,7 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
     const { body, checksums } = await readBody(req, auth, {
       maxBytes: limits.maxObjectBytes,
       onStart: () => continueIfExpected(req, res),
+      reserve: reserveFor(req),
     });
     const info = await withCondition(req, () => handler.putObject(key, body, conditions));
     send(res, 200, undefined, { ETag: quoted(info.etag), ...checksumHeaders(checksums) });
@@ -776,6 +876,7 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
     const { body, checksums } = await readBody(req, auth, {
       maxBytes: limits.maxObjectBytes,
       onStart: () => continueIfExpected(req, res),
+      reserve: reserveFor(req),
     });
     const etag = await requireStore().putPart(bucket, key, uploadId, n, body);
     send(res, 200, undefined, { ETag: quoted(etag), ...checksumHeaders(checksums) });
@@ -804,6 +905,7 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
     const body = await uploads.assemble(bucket, key, uploadId, parts, {
       maxBytes: limits.maxObjectBytes,
       minPartBytes: limits.minPartBytes,
+      reserve: reserveFor(req),
     });
     const info = await withCondition(req, () => handler.putObject(key, body, conditions));
     // The object is written; a failure to clean up only leaves parts that expire later.
@@ -898,19 +1000,55 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
 
   // ---------------------------------------------------------------- the server
 
+  /** `/health`: the process answers. `/ready`: `options.readiness` says it can serve. Bodies say nothing more. */
+  async function probe(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    req.resume();
+    let ok = true;
+    if (path === '/ready') {
+      ok = !closingNow && (await (options.readiness?.() ?? Promise.resolve(true)).catch(() => false));
+    }
+    res.setHeader('Cache-Control', 'no-store');
+    send(res, ok ? 200 : 503, req.method === 'HEAD' ? undefined : Buffer.from(ok ? 'ok\n' : 'not ready\n'), {
+      'Content-Type': 'text/plain',
+    });
+  }
+
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if ((req.method === 'GET' || req.method === 'HEAD') && PROBE_PATHS.has(req.url ?? '')) {
+      return probe(req, res, req.url!);
+    }
     const requestId = randomBytes(8).toString('hex').toUpperCase();
     const started = process.hrtime.bigint();
     res.setHeader('x-amz-request-id', requestId);
     res.setHeader('x-amz-id-2', requestId);
     res.setHeader('Server', 'pgstate');
+    if (closingNow) {
+      // Shutting down: refuse new work so a load balancer moves on; in-flight requests still finish.
+      res.setHeader('Connection', 'close');
+      req.resume();
+      send(
+        res,
+        503,
+        s3Xml(
+          'Error',
+          { Code: 'ServiceUnavailable', Message: 'The server is shutting down.', RequestId: requestId },
+          false,
+        ),
+      );
+      return;
+    }
     inFlight++;
+    const state = { releases: [] as Array<() => void>, gone: new AbortController() };
+    held.set(req, state);
+    res.once('close', () => state.gone.abort());
     let r: Route | undefined;
     let accessKeyId: string | undefined;
     let payload: string | undefined;
     let errorCode: string | undefined;
+    let operation = 'Other';
     try {
       r = route(req);
+      operation = operationOf(r, req.headers['x-amz-copy-source'] !== undefined);
       const auth = verifyRequest(
         { method: r.method, rawPath: r.rawPath, query: r.queryList, headers: req.headers },
         { credentials, now: now(), maxSkewMs: limits.maxClockSkewMs },
@@ -938,8 +1076,10 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
         });
       }
       if (!res.headersSent && !res.destroyed) {
-        // A body we did not read may still be on the wire: close the connection rather than drain it.
-        if (!req.complete) res.setHeader('Connection', 'close');
+        // A body we did not read may still be on the wire: close the connection rather than drain it. SlowDown is
+        // the exception: the client did nothing wrong and should read this answer, so its body is discarded unread.
+        if (e.code === 'SlowDown') req.resume();
+        else if (!req.complete) res.setHeader('Connection', 'close');
         const document =
           r?.method === 'HEAD'
             ? undefined
@@ -965,6 +1105,7 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
         level: res.statusCode >= 500 ? 'error' : 'info',
         msg: 'request',
         requestId,
+        operation,
         method: req.method,
         bucket: r?.bucket,
         key: r?.key,
@@ -973,7 +1114,9 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
         accessKeyId,
         payload,
         ms: Math.round(ms * 10) / 10,
+        ...socketBytes(req),
       });
+      for (const release of state.releases) release();
       inFlight--;
       if (inFlight === 0) {
         const waiters = idleWaiters;
@@ -1014,7 +1157,7 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
   });
 
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (error: NodeJS.ErrnoException) => reject(listenError(error, host, options.port ?? 0)));
     server.listen(options.port ?? 0, host, () => {
       server.off('error', reject);
       resolve();
@@ -1035,7 +1178,14 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
   return {
     url,
     port,
+    stats: () => ({
+      inFlightRequests: inFlight,
+      bodyBytesHeld: budget.inUse,
+      bodyBytesBudget: budget.limit,
+      requestsWaitingForBudget: budget.waiting,
+    }),
     close() {
+      closingNow = true;
       closing ??= (async () => {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeIdleConnections();
@@ -1056,4 +1206,29 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
       return closing;
     },
   };
+}
+
+/** A listen failure users can act on: the port is taken, or not ours to take. */
+function listenError(error: NodeJS.ErrnoException, host: string, port: number): Error {
+  const where = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  if (error.code === 'EADDRINUSE') {
+    return new PgStateError('BAD_SETTING', `Cannot listen on ${where}: the port is already in use.`, {
+      fix: 'Stop the process using it, or choose another port (port 0 takes any free one).',
+    });
+  }
+  if (error.code === 'EACCES') {
+    return new PgStateError(
+      'BAD_SETTING',
+      `Cannot listen on ${where}: permission denied (ports below 1024 need privileges).`,
+      {
+        fix: 'Choose a port above 1023.',
+      },
+    );
+  }
+  if (error.code === 'EADDRNOTAVAIL') {
+    return new PgStateError('BAD_SETTING', `Cannot listen on ${where}: no such address on this machine.`, {
+      fix: 'Listen on an address of this machine, e.g. 127.0.0.1 or 0.0.0.0.',
+    });
+  }
+  return error;
 }

@@ -4,9 +4,11 @@ export {
   createS3Gateway,
   DEFAULT_LIMITS,
   type GatewayLimits,
+  type GatewayStats,
   type S3Gateway,
   type S3GatewayOptions,
 } from './gateway.js';
 export { jsonStderrLogger, type Logger, type LogRecord, silentLogger } from './logger.js';
+export { createGatewayMetrics, type GatewayMetrics, type MetricsListener, startMetricsListener } from './metrics.js';
 export { type PulumiBackend, type PulumiBackendOptions, startPulumiBackend } from './pulumi-backend.js';
 export type { Credential } from './sigv4.js';

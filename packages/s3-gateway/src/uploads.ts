@@ -183,7 +183,7 @@ export class MultipartStore {
     key: string,
     uploadId: string,
     requested: Array<{ partNumber: number; etag: string }>,
-    limits: { maxBytes: number; minPartBytes: number },
+    limits: { maxBytes: number; minPartBytes: number; reserve?: (bytes: number) => Promise<void> },
   ): Promise<Buffer> {
     await this.requireUpload(bucket, key, uploadId);
     if (requested.length === 0) throw s3Errors.malformedXml();
@@ -210,6 +210,7 @@ export class MultipartStore {
       total += size;
     }
     if (total > limits.maxBytes) throw s3Errors.entityTooLarge(limits.maxBytes);
+    await limits.reserve?.(total);
     const out = Buffer.allocUnsafe(total);
     let offset = 0;
     for (const want of requested) {

@@ -5,12 +5,15 @@
  * (peak - idle) / object size, the worst over the runs; the object's own buffer counts as 1x of that.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DEFAULT_TABLE, pulumiTableNames } from '@pgstate/pulumi';
+import pg from 'pg';
 import { checkpointBytes, MB } from '../fixtures.js';
 import type { Prepared, Scenario, Side } from '../harness.js';
 
@@ -175,4 +178,125 @@ const gatewayPut: Scenario = {
   },
 };
 
-export const memoryScenarios: Scenario[] = [checkpointSave, gatewayPut];
+const MIB = 1024 * 1024;
+const CONCURRENT = 16;
+
+/** Starts a gateway child; returns its endpoint, an S3 client for it and a way to read its peak RSS and stop it. */
+async function gatewayChild(url: string) {
+  const child = startChild(['gateway', url]);
+  const { url: endpoint } = await child.next();
+  const s3 = new S3Client({
+    endpoint: String(endpoint),
+    forcePathStyle: true,
+    region: 'us-east-1',
+    maxAttempts: 1,
+    credentials: { accessKeyId: 'PGSTATEBENCH', secretAccessKey: 'bench-secret-not-a-real-one' },
+  });
+  return {
+    s3,
+    put: (key: string, body: Uint8Array) =>
+      s3.send(new PutObjectCommand({ Bucket: 'pulumi-state', Key: key, Body: body })),
+    async stop(): Promise<number> {
+      s3.destroy();
+      child.send('exit');
+      const { maxRss } = await child.next();
+      await child.exited;
+      return Number(maxRss);
+    },
+    kill: () => child.process.kill(),
+  };
+}
+
+/**
+ * Issue 15's goal: 16 concurrent 100 MB PUTs keep the gateway's peak RSS under 400 MiB (its in-flight body budget
+ * makes uploads wait their turn), and every upload is either stored byte-exact (checked with md5 in PostgreSQL) or
+ * answered 503 SlowDown. Anything else (a torn object, another error) fails the run. Baseline: one such PUT alone.
+ */
+const gatewayConcurrentPuts: Scenario = {
+  suite: 'memory',
+  name: `gateway ${CONCURRENT} concurrent PutObject 100 MB, gateway in a child process`,
+  goal: {
+    text: 'peak RSS of the gateway under 400 MiB',
+    maxRatio: 1,
+    on: {
+      candidate: 'candidatePeakRssBytes',
+      baseline: 'goalBytes',
+      unit: 'bytes',
+      candidateLabel: `peak RSS, gateway child, ${CONCURRENT} concurrent PUTs`,
+      baselineLabel: '400 MiB',
+    },
+  },
+  runs: 1,
+  warmups: 0,
+  async prepare({ url, quick }): Promise<Prepared> {
+    const size = quick ? MIB : 100 * MIB;
+    const bodies = Array.from({ length: CONCURRENT }, (_, i) => Buffer.alloc(size, i + 1));
+    const blobs = pulumiTableNames(DEFAULT_TABLE).blobs;
+    const outcome = { stored: 0, slowDown: 0, candidatePeakRssBytes: 0, baselinePeakRssBytes: 0 };
+    return {
+      candidate: {
+        label: `${CONCURRENT} concurrent PutObject (SDK, no retries) to a gateway child with default limits`,
+        async run() {
+          const gateway = await gatewayChild(url);
+          try {
+            const start = performance.now();
+            const results = await Promise.allSettled(bodies.map((body, i) => gateway.put(`concurrent/${i}`, body)));
+            const ms = performance.now() - start;
+            outcome.candidatePeakRssBytes = Math.max(outcome.candidatePeakRssBytes, await gateway.stop());
+            const db = new pg.Client({ connectionString: url });
+            await db.connect();
+            try {
+              for (const [i, result] of results.entries()) {
+                if (result.status === 'rejected') {
+                  const name = (result.reason as { name?: string }).name;
+                  if (name !== 'SlowDown') throw new Error(`upload ${i} failed with ${name}, not SlowDown`);
+                  outcome.slowDown++;
+                  continue;
+                }
+                const { rows } = await db.query<{ md5: string }>(`SELECT md5(data) FROM ${blobs} WHERE key = $1`, [
+                  `concurrent/${i}`,
+                ]);
+                if (rows[0]?.md5 !== createHash('md5').update(bodies[i]!).digest('hex')) {
+                  throw new Error(`upload ${i} answered 200 but is not stored byte-exact`);
+                }
+                outcome.stored++;
+                await db.query(`DELETE FROM ${blobs} WHERE key = $1`, [`concurrent/${i}`]);
+              }
+            } finally {
+              await db.end();
+            }
+            return ms;
+          } finally {
+            gateway.kill();
+          }
+        },
+      },
+      baseline: {
+        label: 'one PutObject of the same size to a gateway child',
+        async run() {
+          const gateway = await gatewayChild(url);
+          try {
+            const start = performance.now();
+            await gateway.put('concurrent/alone', bodies[0]!);
+            const ms = performance.now() - start;
+            outcome.baselinePeakRssBytes = Math.max(outcome.baselinePeakRssBytes, await gateway.stop());
+            return ms;
+          } finally {
+            gateway.kill();
+          }
+        },
+      },
+      units: {
+        candidatePeakRssBytes: 'bytes',
+        baselinePeakRssBytes: 'bytes',
+        goalBytes: 'bytes',
+        objectBytes: 'bytes',
+        stored: 'count',
+        slowDown: 'count',
+      },
+      extras: async () => ({ ...outcome, goalBytes: 400 * MIB, objectBytes: size }),
+    };
+  },
+};
+
+export const memoryScenarios: Scenario[] = [checkpointSave, gatewayPut, gatewayConcurrentPuts];

@@ -5,7 +5,15 @@ import type { BucketHandler } from '@pgstate/core';
 import { PgStateError } from '@pgstate/core';
 import { createMeltanoBucketHandler } from '@pgstate/meltano';
 import { createPulumiBucketHandler, PULUMI_URL_PARAMS } from '@pgstate/pulumi';
-import { createS3Gateway, jsonStderrLogger, startPulumiBackend } from '@pgstate/s3-gateway';
+import {
+  createGatewayMetrics,
+  createS3Gateway,
+  jsonStderrLogger,
+  type Logger,
+  startMetricsListener,
+  startPulumiBackend,
+} from '@pgstate/s3-gateway';
+import { type MigrationTarget, migrationStatus } from '@pgstate/schema';
 import { type Command, Option } from 'commander';
 import type { CommandContext } from '../context.js';
 import { UsageError } from '../errors.js';
@@ -16,8 +24,11 @@ const HANDLERS = ['pulumi', 'meltano'] as const;
 type HandlerName = (typeof HANDLERS)[number];
 
 interface ServeFlags {
+  listen?: string;
   listenHost: string;
   listenPort: string;
+  metricsListen?: string;
+  shutdownGrace: string;
   accessKey?: string;
   secretKey?: string;
   bucket: string[];
@@ -52,6 +63,35 @@ function parseBuckets(specs: string[]): Array<{ name: string; handler: HandlerNa
   });
 }
 
+/** `HOST:PORT`, `[v6]:PORT` or `:PORT` (host 127.0.0.1). */
+function parseListen(value: string, flag: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value.trim());
+  if (!m) {
+    throw new UsageError(
+      `${flag} "${value}" is not HOST:PORT.`,
+      `Use e.g. ${flag} 127.0.0.1:9000, ${flag} 0.0.0.0:9000 or ${flag} [::1]:9000 (port 0: any free port).`,
+    );
+  }
+  return { host: m[1] ?? (m[2] || '127.0.0.1'), port: port(m[3]!, flag) };
+}
+
+/**
+ * `--host`/`--port` are the PostgreSQL connection flags of every command; after `serve` they read like the address to
+ * listen on, and silently changing the database port instead would be the worst outcome. Refuse them there.
+ */
+function refuseConnectionFlagsAfterServe(rawArgs: readonly string[]): void {
+  const at = rawArgs.indexOf('serve');
+  if (at === -1) return;
+  const given = rawArgs.slice(at + 1).find((a) => /^--(host|port)(=|$)/.test(a));
+  if (given) {
+    const flag = given.split('=')[0]!;
+    throw new UsageError(
+      `${flag} after \`serve\` is ambiguous: it is the PostgreSQL connection's ${flag.slice(2)}, not where serve listens.`,
+      `Use --listen HOST:PORT for the S3 endpoint; give PostgreSQL's ${flag} before \`serve\` (pgstate ${flag} ... serve) or in --url.`,
+    );
+  }
+}
+
 function port(value: string, flag: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 65535)
@@ -73,6 +113,53 @@ async function pulumiHandler(context: CommandContext): Promise<BucketHandler> {
   });
 }
 
+/**
+ * `/ready`: PostgreSQL answers and the Pulumi tables' migrations are applied. Cached for a second, so probes cannot
+ * load the database; a change of state is logged once, with the reason (the endpoint itself says nothing).
+ */
+async function readinessCheck(
+  context: CommandContext,
+  pool: Awaited<ReturnType<CommandContext['pool']>>,
+  buckets: Array<{ handler: HandlerName }>,
+  log: Logger,
+): Promise<() => Promise<boolean>> {
+  const targets: MigrationTarget[] = [];
+  if (buckets.some((b) => b.handler === 'pulumi')) {
+    const params = (await context.settings({ adapterParams: [...PULUMI_URL_PARAMS] })).adapterParams;
+    targets.push({
+      adapter: 'pulumi',
+      ...(params.table ? { table: params.table } : {}),
+      ...(params.schema ? { schema: params.schema } : {}),
+      ...(params.layout ? { layout: params.layout as 'seed' | 'native' } : {}),
+    });
+  }
+  let cached: { at: number; ready: Promise<boolean> } | undefined;
+  let last: string | undefined;
+  const check = async (): Promise<boolean> => {
+    let reason = 'ready';
+    try {
+      await pool.query('SELECT 1');
+      for (const target of targets) {
+        if (!(await migrationStatus(pool, target)).upToDate) {
+          reason = `migrations pending for ${target.adapter}: run pgstate migrate --adapter ${target.adapter}`;
+        }
+      }
+    } catch (error) {
+      reason = `PostgreSQL unavailable (${(error as { code?: string }).code ?? 'error'})`;
+    }
+    if (reason !== last) {
+      log({ level: reason === 'ready' ? 'info' : 'warn', msg: 'readiness', ready: reason === 'ready', reason });
+      last = reason;
+    }
+    return reason === 'ready';
+  };
+  return () => {
+    const now = Date.now();
+    if (!cached || now - cached.at > 1000) cached = { at: now, ready: check() };
+    return cached.ready;
+  };
+}
+
 function waitForSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
     const on = (signal: NodeJS.Signals) => {
@@ -89,10 +176,23 @@ export function register(program: Command, context: CommandContext): void {
   const serve = program
     .command('serve')
     .description('serve an S3-compatible endpoint whose buckets keep their objects in PostgreSQL (Ctrl-C stops)')
+    .addOption(
+      new Option(
+        '--listen <host:port>',
+        'address of the S3 endpoint (default 127.0.0.1:9000; port 0: any free port)',
+      ).env('PGSTATE_S3_LISTEN'),
+    )
     .addOption(new Option('--listen-host <host>', 'address to listen on').default('127.0.0.1').env('PGSTATE_S3_HOST'))
     .addOption(
       new Option('--listen-port <port>', 'port to listen on (0: any free port)').default('9000').env('PGSTATE_S3_PORT'),
     )
+    .addOption(
+      new Option(
+        '--metrics-listen <host:port>',
+        'serve Prometheus metrics on this address (GET /metrics; off unless given)',
+      ).env('PGSTATE_S3_METRICS_LISTEN'),
+    )
+    .option('--shutdown-grace <seconds>', 'on SIGTERM/SIGINT, how long in-flight requests may still run', '30')
     .addOption(new Option('--access-key <id>', 'access key id clients sign with').env('PGSTATE_S3_ACCESS_KEY_ID'))
     .addOption(
       new Option('--secret-key <secret>', 'secret access key (prefer the environment variable)').env(
@@ -110,6 +210,15 @@ export function register(program: Command, context: CommandContext): void {
     .option('--max-object-mb <n>', 'largest object accepted, in MiB', '256')
     .option('--no-log-requests', 'do not log one JSON line per request on stderr')
     .action(async (flags: ServeFlags) => {
+      refuseConnectionFlagsAfterServe((program as unknown as { rawArgs?: string[] }).rawArgs ?? process.argv);
+      const listen = flags.listen
+        ? parseListen(flags.listen, '--listen')
+        : { host: flags.listenHost, port: port(flags.listenPort, '--listen-port') };
+      const metricsListen = flags.metricsListen ? parseListen(flags.metricsListen, '--metrics-listen') : undefined;
+      const graceSeconds = Number(flags.shutdownGrace);
+      if (!(graceSeconds >= 0 && graceSeconds <= 3600)) {
+        throw new UsageError('--shutdown-grace must be between 0 and 3600 seconds.', 'E.g. --shutdown-grace 30.');
+      }
       const buckets = parseBuckets(flags.bucket);
       if (!!flags.accessKey !== !!flags.secretKey) {
         throw new UsageError(
@@ -134,22 +243,37 @@ export function register(program: Command, context: CommandContext): void {
         for (const h of Object.values(handlers)) await h.close?.();
       });
       const pool = await context.pool();
+      const baseLogger: Logger = flags.logRequests
+        ? jsonStderrLogger
+        : (record) => record.msg !== 'request' && jsonStderrLogger(record);
+      const metrics = metricsListen ? createGatewayMetrics({ pool }) : undefined;
+      const readiness = await readinessCheck(context, pool, buckets, baseLogger);
       const gateway = await createS3Gateway({
         buckets: handlers,
         credentials:
           flags.accessKey && flags.secretKey
             ? [{ accessKeyId: flags.accessKey, secretAccessKey: flags.secretKey }]
             : [],
-        host: flags.listenHost,
-        port: port(flags.listenPort, '--listen-port'),
+        host: listen.host,
+        port: listen.port,
         tls:
           flags.tlsCert && flags.tlsKey
             ? { cert: fs.readFileSync(flags.tlsCert), key: fs.readFileSync(flags.tlsKey) }
             : undefined,
         uploads: { pool },
-        limits: { maxObjectBytes: Math.floor(maxObjectMb * 1024 * 1024) },
-        logger: flags.logRequests ? jsonStderrLogger : (record) => record.msg !== 'request' && jsonStderrLogger(record),
+        limits: { maxObjectBytes: Math.floor(maxObjectMb * 1024 * 1024), shutdownGraceMs: graceSeconds * 1000 },
+        logger: metrics ? metrics.logger(baseLogger) : baseLogger,
+        readiness,
       });
+      // Closed by the signal handler below; this covers failures between here and there.
+      context.onClose(() => gateway.close());
+      let metricsUrl: string | undefined;
+      if (metrics) {
+        metrics.observe(gateway);
+        const listener = await startMetricsListener(metrics, metricsListen);
+        context.onClose(() => listener.close());
+        metricsUrl = listener.url;
+      }
       const o = context.output;
       const pulumiBucket = buckets.find((b) => b.handler === 'pulumi');
       const login = pulumiBucket
@@ -158,9 +282,19 @@ export function register(program: Command, context: CommandContext): void {
       const meltanoBuckets = buckets
         .filter((b) => b.handler === 'meltano')
         .map((b) => ({ uri: `s3://${b.name}${b.prefix ? `/${b.prefix}` : ''}`, endpoint_url: gateway.url }));
+      // What an S3 client needs besides the endpoint. The secret is never printed: the operator has it already.
+      const awsEnv: Record<string, string> = {
+        AWS_ACCESS_KEY_ID: flags.accessKey ?? 'pgstate',
+        AWS_SECRET_ACCESS_KEY: flags.accessKey ? '<the secret access key of that key>' : 'pgstate',
+        AWS_REGION: 'us-east-1',
+      };
       if (o.json) {
         o.emitJson({
           url: gateway.url,
+          health: `${gateway.url}/health`,
+          ready: `${gateway.url}/ready`,
+          ...(metricsUrl ? { metrics: metricsUrl } : {}),
+          awsEnv,
           buckets: buckets.map((b) => ({
             name: b.name,
             handler: b.handler,
@@ -173,7 +307,19 @@ export function register(program: Command, context: CommandContext): void {
       } else {
         o.line(`pgstate serve: listening on ${gateway.url}`);
         for (const b of buckets) o.line(`  bucket ${b.name} -> ${b.handler}${b.prefix ? ` (prefix ${b.prefix})` : ''}`);
-        if (login) o.line(`  pulumi login '${login}'`);
+        if (login) {
+          o.line(
+            `  export AWS_ACCESS_KEY_ID=${awsEnv.AWS_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY='${awsEnv.AWS_SECRET_ACCESS_KEY}' AWS_REGION=${awsEnv.AWS_REGION}`,
+          );
+          o.line(`  pulumi login '${login}'`);
+        } else {
+          o.line(
+            `  AWS_ACCESS_KEY_ID=${awsEnv.AWS_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY='${awsEnv.AWS_SECRET_ACCESS_KEY}' AWS_REGION=${awsEnv.AWS_REGION}`,
+          );
+        }
+        o.line(
+          `  health ${gateway.url}/health, readiness ${gateway.url}/ready${metricsUrl ? `, metrics ${metricsUrl}` : ''}`,
+        );
         for (const m of meltanoBuckets)
           o.line(`  meltano state_backend: uri ${m.uri}, s3.endpoint_url ${m.endpoint_url}`);
         if (!flags.accessKey)
@@ -182,18 +328,29 @@ export function register(program: Command, context: CommandContext): void {
           );
       }
       const signal = await waitForSignal();
-      o.note(`pgstate serve: ${signal}, finishing in-flight requests`);
+      o.note(`pgstate serve: ${signal}, refusing new requests, finishing in-flight ones (at most ${graceSeconds} s)`);
+      // A second signal means: stop now.
+      const again = () => {
+        o.note('pgstate serve: second signal, exiting now');
+        process.exit(signal === 'SIGINT' ? 130 : 143);
+      };
+      process.once('SIGINT', again);
+      process.once('SIGTERM', again);
       await gateway.close();
     });
   withExamples(serve, [
     ['pgstate serve', 'bucket pulumi-state on http://127.0.0.1:9000, pgstate’s own PostgreSQL'],
-    ['pgstate serve --url "$DATABASE_URL" --listen-port 9100 --bucket state=pulumi', 'a named bucket on another port'],
+    [
+      'pgstate serve --url "$DATABASE_URL" --listen 127.0.0.1:9100 --bucket state=pulumi',
+      'a named bucket on another port',
+    ],
+    ['pgstate serve --listen 0.0.0.0:9000 --metrics-listen 127.0.0.1:9464', 'Prometheus metrics on an internal port'],
     [
       'pgstate serve --bucket pulumi-state=pulumi --bucket meltano=meltano:state',
       'Pulumi and Meltano (s3://meltano/state)',
     ],
     [
-      'PGSTATE_S3_ACCESS_KEY_ID=k PGSTATE_S3_SECRET_ACCESS_KEY=s pgstate serve --listen-host 0.0.0.0',
+      'PGSTATE_S3_ACCESS_KEY_ID=k PGSTATE_S3_SECRET_ACCESS_KEY=s pgstate serve --listen 0.0.0.0:9000',
       'listen beyond loopback (keys required)',
     ],
   ]);
