@@ -15,7 +15,7 @@ import { BodyBudget } from './body-budget.js';
 import { type ChecksumAlgorithm, checksum } from './checksums.js';
 import { S3Error, s3Errors, toS3Error } from './errors.js';
 import { jsonStderrLogger, type Logger, silentLogger } from './logger.js';
-import { type AuthResult, type Credential, verifyRequest } from './sigv4.js';
+import { type AuthResult, type BucketAccess, type Credential, verifyRequest } from './sigv4.js';
 import { MultipartStore } from './uploads.js';
 import { parseS3Xml, s3Xml, text } from './xml.js';
 
@@ -293,13 +293,40 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
   const log: Logger = options.logger === false ? silentLogger : (options.logger ?? jsonStderrLogger);
   const now = options.now ?? (() => new Date());
   const credentials = new Map<string, string>();
+  const rights = new Map<string, Record<string, BucketAccess> | undefined>();
   for (const c of options.credentials) {
     if (!c.accessKeyId || !c.secretAccessKey) {
       throw new PgStateError('BAD_SETTING', 'An access key needs both an access key id and a secret access key.', {
         fix: 'Pass --access-key and --secret-key together (or PGSTATE_S3_ACCESS_KEY_ID / PGSTATE_S3_SECRET_ACCESS_KEY).',
       });
     }
+    if (credentials.has(c.accessKeyId)) {
+      throw new PgStateError('BAD_SETTING', `The access key id "${c.accessKeyId}" is configured twice.`, {
+        fix: 'Give each access key once.',
+      });
+    }
+    for (const [bucket, access] of Object.entries(c.buckets ?? {})) {
+      if (bucket !== '*' && !(bucket in options.buckets)) {
+        throw new PgStateError(
+          'BAD_SETTING',
+          `Access key "${c.accessKeyId}" names bucket "${bucket}", which is not served.`,
+          {
+            fix: `Name one of the served buckets (${Object.keys(options.buckets).join(', ')}) or "*".`,
+          },
+        );
+      }
+      if (access !== 'read' && access !== 'read-write') {
+        throw new PgStateError(
+          'BAD_SETTING',
+          `Access key "${c.accessKeyId}": "${String(access)}" is not a bucket right.`,
+          {
+            fix: 'Use "read" or "read-write".',
+          },
+        );
+      }
+    }
     credentials.set(c.accessKeyId, c.secretAccessKey);
+    rights.set(c.accessKeyId, c.buckets);
   }
   if (credentials.size === 0 && !LOOPBACK.test(host)) {
     throw new PgStateError('BAD_SETTING', `Refusing to listen on ${host} without access keys.`, {
@@ -362,6 +389,20 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
     if (key.split('/').some((segment) => segment === '.' || segment === '..')) {
       throw s3Errors.invalidArgument('Object keys may not contain "." or ".." path segments.');
     }
+  }
+
+  /** Whether the request's key may `access` this bucket (open mode: any request may do anything). */
+  function may(auth: AuthResult, bucket: string, access: 'read' | 'write'): boolean {
+    if (credentials.size === 0) return true;
+    const scoped = rights.get(auth.accessKeyId ?? '');
+    if (scoped === undefined) return auth.accessKeyId !== undefined && credentials.has(auth.accessKeyId);
+    const granted = scoped[bucket] ?? scoped['*'];
+    return granted === 'read-write' || (granted === 'read' && access === 'read');
+  }
+
+  function authorize(auth: AuthResult, bucket: string, access: 'read' | 'write'): void {
+    // Unknown buckets fall through to NoSuchBucket, as on S3.
+    if (buckets.has(bucket) && !may(auth, bucket, access)) throw s3Errors.accessDenied();
   }
 
   function handlerFor(bucket: string): BucketHandler {
@@ -514,10 +555,12 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
     });
   }
 
-  async function listBuckets(res: ServerResponse): Promise<void> {
+  async function listBuckets(res: ServerResponse, auth: AuthResult): Promise<void> {
+    // A scoped key sees the buckets it may read.
+    const visible = [...buckets.keys()].filter((name) => may(auth, name, 'read')).sort();
     sendXml(res, 'ListAllMyBucketsResult', {
       Owner: { ID: 'pgstate', DisplayName: 'pgstate' },
-      Buckets: { Bucket: [...buckets.keys()].sort().map((Name) => ({ Name, CreationDate: startedAt.toISOString() })) },
+      Buckets: { Bucket: visible.map((Name) => ({ Name, CreationDate: startedAt.toISOString() })) },
     });
   }
 
@@ -813,6 +856,7 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
   async function copyObject(
     req: IncomingMessage,
     res: ServerResponse,
+    auth: AuthResult,
     bucket: string,
     key: string,
     sourceHeader: string,
@@ -820,6 +864,7 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
     const target = handlerFor(bucket);
     const source = parseCopySource(sourceHeader);
     validateKey(source.key);
+    authorize(auth, source.bucket, 'read');
     const sourceHandler = handlerFor(source.bucket);
     req.resume();
     const ifMatch = headerText(req, 'x-amz-copy-source-if-match');
@@ -977,7 +1022,7 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
       case 'PUT': {
         if (has('uploadId') || has('partNumber')) return uploadPart(req, res, r, auth, bucket, key);
         const copySource = req.headers['x-amz-copy-source'];
-        if (typeof copySource === 'string') return copyObject(req, res, bucket, key, copySource);
+        if (typeof copySource === 'string') return copyObject(req, res, auth, bucket, key, copySource);
         return putObject(req, res, auth, bucket, key);
       }
       case 'DELETE':
@@ -1058,10 +1103,12 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
       if (auth.payloadHash.startsWith('STREAMING-')) payload = auth.payloadHash;
       if (!r.bucket) {
         if (r.method !== 'GET') throw s3Errors.methodNotAllowed();
-        await listBuckets(res);
+        await listBuckets(res, auth);
       } else if (r.key === undefined) {
+        authorize(auth, r.bucket, r.method === 'GET' || r.method === 'HEAD' ? 'read' : 'write');
         await bucketRequest(req, res, r, auth, r.bucket);
       } else {
+        authorize(auth, r.bucket, r.method === 'GET' || r.method === 'HEAD' ? 'read' : 'write');
         await objectRequest(req, res, r, auth, r.bucket, r.key);
       }
     } catch (error) {

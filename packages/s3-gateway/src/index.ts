@@ -11,4 +11,4 @@ export {
 export { jsonStderrLogger, type Logger, type LogRecord, silentLogger } from './logger.js';
 export { createGatewayMetrics, type GatewayMetrics, type MetricsListener, startMetricsListener } from './metrics.js';
 export { type PulumiBackend, type PulumiBackendOptions, startPulumiBackend } from './pulumi-backend.js';
-export type { Credential } from './sigv4.js';
+export type { BucketAccess, Credential } from './sigv4.js';

@@ -8,9 +8,17 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { sha256Hex } from './checksums.js';
 import { S3Error, s3Errors } from './errors.js';
 
+/** What an access key may do in one bucket. */
+export type BucketAccess = 'read' | 'read-write';
+
 export interface Credential {
   accessKeyId: string;
   secretAccessKey: string;
+  /**
+   * Per-bucket rights (`"*"` for every bucket). Without it the key may read and write every bucket; with it, only
+   * what it lists (a read-only auditor key; a Meltano key that cannot touch the Pulumi bucket).
+   */
+  buckets?: Record<string, BucketAccess>;
 }
 
 export const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';

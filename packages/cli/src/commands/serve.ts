@@ -6,6 +6,8 @@ import { PgStateError } from '@pgstate/core';
 import { createMeltanoBucketHandler } from '@pgstate/meltano';
 import { createPulumiBucketHandler, PULUMI_URL_PARAMS } from '@pgstate/pulumi';
 import {
+  type BucketAccess,
+  type Credential,
   createGatewayMetrics,
   createS3Gateway,
   jsonStderrLogger,
@@ -17,6 +19,65 @@ import { type MigrationTarget, migrationStatus } from '@pgstate/schema';
 import { type Command, Option } from 'commander';
 import type { CommandContext } from '../context.js';
 import { UsageError } from '../errors.js';
+
+/**
+ * Access keys from `--keys-file` (or `PGSTATE_S3_KEYS`, the same JSON): `{"keys": [{"accessKeyId", "secretAccessKey",
+ * "buckets": {"<bucket>|*": "read"|"read-write"}}]}`. A file readable by group or others is refused, as ssh refuses a
+ * private key: the secrets in it are no longer secret. Errors never quote a secret.
+ */
+function loadKeys(file: string | undefined, fromEnv: string | undefined): Credential[] {
+  if (file === undefined && fromEnv === undefined) return [];
+  let text: string;
+  const where = file !== undefined ? `The keys file ${file}` : 'PGSTATE_S3_KEYS';
+  if (file !== undefined) {
+    let stat: fs.Stats;
+    try {
+      stat = fs.statSync(file);
+    } catch {
+      throw new PgStateError('BAD_SETTING', `${where} does not exist or cannot be read.`, {
+        fix: 'Give the path of a JSON keys file (see `pgstate serve --help`).',
+      });
+    }
+    if (process.platform !== 'win32' && (stat.mode & 0o077) !== 0) {
+      throw new PgStateError('BAD_SETTING', `${where} is readable by group or others.`, {
+        fix: `Run: chmod 0600 ${file}`,
+      });
+    }
+    text = fs.readFileSync(file, 'utf8');
+  } else {
+    text = fromEnv ?? '';
+  }
+  const invalid = (detail: string) =>
+    new PgStateError('BAD_SETTING', `${where} is not a valid keys document: ${detail}.`, {
+      fix: 'Write {"keys": [{"accessKeyId": "...", "secretAccessKey": "...", "buckets": {"pulumi-state": "read"}}]}.',
+    });
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    throw invalid('not JSON');
+  }
+  const list = Array.isArray(doc) ? doc : (doc as { keys?: unknown } | null)?.keys;
+  if (!Array.isArray(list) || list.length === 0) throw invalid('no "keys" list');
+  return list.map((entry, i) => {
+    const e = (entry ?? {}) as Record<string, unknown>;
+    if (typeof e.accessKeyId !== 'string' || !/^[A-Za-z0-9_.+=@-]{3,128}$/.test(e.accessKeyId)) {
+      throw invalid(`keys[${i}].accessKeyId must be 3-128 letters, digits or _.+=@-`);
+    }
+    if (typeof e.secretAccessKey !== 'string' || e.secretAccessKey.length < 8) {
+      throw invalid(`keys[${i}] (${e.accessKeyId}) needs a secretAccessKey of at least 8 characters`);
+    }
+    if (e.buckets !== undefined && (typeof e.buckets !== 'object' || e.buckets === null || Array.isArray(e.buckets))) {
+      throw invalid(`keys[${i}] (${e.accessKeyId}).buckets must map bucket names to "read" or "read-write"`);
+    }
+    return {
+      accessKeyId: e.accessKeyId,
+      secretAccessKey: e.secretAccessKey,
+      ...(e.buckets ? { buckets: e.buckets as Record<string, BucketAccess> } : {}),
+    };
+  });
+}
+
 import { withExamples } from '../help.js';
 
 /** Handlers `--bucket name=<handler>` can name (`meltano:<prefix>` serves Meltano's `s3://name/<prefix>` layout). */
@@ -31,6 +92,7 @@ interface ServeFlags {
   shutdownGrace: string;
   accessKey?: string;
   secretKey?: string;
+  keysFile?: string;
   bucket: string[];
   tlsCert?: string;
   tlsKey?: string;
@@ -205,6 +267,11 @@ export function register(program: Command, context: CommandContext): void {
       (v: string, all: string[]) => [...all, v],
       [] as string[],
     )
+    .addOption(
+      new Option('--keys-file <file>', 'JSON file of access keys with per-bucket rights (mode 0600)').env(
+        'PGSTATE_S3_KEYS_FILE',
+      ),
+    )
     .option('--tls-cert <file>', 'PEM certificate: serve HTTPS')
     .option('--tls-key <file>', 'PEM private key for --tls-cert')
     .option('--max-object-mb <n>', 'largest object accepted, in MiB', '256')
@@ -232,6 +299,16 @@ export function register(program: Command, context: CommandContext): void {
       if (!(maxObjectMb > 0 && maxObjectMb <= 1000))
         throw new UsageError('--max-object-mb must be between 1 and 1000.', 'A PostgreSQL bytea holds at most 1 GiB.');
       if (flags.secretKey) (context as { secrets?: string[] }).secrets?.push(flags.secretKey);
+      if (flags.secretKey && serve.getOptionValueSource('secretKey') === 'cli') {
+        context.output.warn(
+          '--secret-key on the command line is visible to other users (ps); prefer PGSTATE_S3_SECRET_ACCESS_KEY or --keys-file.',
+        );
+      }
+      const credentials: Credential[] = loadKeys(flags.keysFile, context.env.PGSTATE_S3_KEYS);
+      for (const c of credentials) (context as { secrets?: string[] }).secrets?.push(c.secretAccessKey);
+      if (flags.accessKey && flags.secretKey) {
+        credentials.unshift({ accessKeyId: flags.accessKey, secretAccessKey: flags.secretKey });
+      }
       const handlers: Record<string, BucketHandler> = {};
       for (const b of buckets) {
         handlers[b.name] =
@@ -250,10 +327,7 @@ export function register(program: Command, context: CommandContext): void {
       const readiness = await readinessCheck(context, pool, buckets, baseLogger);
       const gateway = await createS3Gateway({
         buckets: handlers,
-        credentials:
-          flags.accessKey && flags.secretKey
-            ? [{ accessKeyId: flags.accessKey, secretAccessKey: flags.secretKey }]
-            : [],
+        credentials,
         host: listen.host,
         port: listen.port,
         tls:
@@ -283,9 +357,10 @@ export function register(program: Command, context: CommandContext): void {
         .filter((b) => b.handler === 'meltano')
         .map((b) => ({ uri: `s3://${b.name}${b.prefix ? `/${b.prefix}` : ''}`, endpoint_url: gateway.url }));
       // What an S3 client needs besides the endpoint. The secret is never printed: the operator has it already.
+      const firstKey = credentials[0]?.accessKeyId;
       const awsEnv: Record<string, string> = {
-        AWS_ACCESS_KEY_ID: flags.accessKey ?? 'pgstate',
-        AWS_SECRET_ACCESS_KEY: flags.accessKey ? '<the secret access key of that key>' : 'pgstate',
+        AWS_ACCESS_KEY_ID: firstKey ?? 'pgstate',
+        AWS_SECRET_ACCESS_KEY: firstKey ? '<the secret access key of that key>' : 'pgstate',
         AWS_REGION: 'us-east-1',
       };
       if (o.json) {
@@ -302,7 +377,11 @@ export function register(program: Command, context: CommandContext): void {
           })),
           pulumiLogin: login,
           meltanoStateBackends: meltanoBuckets,
-          authentication: flags.accessKey ? 'sigv4' : 'open',
+          authentication: credentials.length ? 'sigv4' : 'open',
+          accessKeys: credentials.map((c) => ({
+            accessKeyId: c.accessKeyId,
+            buckets: c.buckets ?? { '*': 'read-write' },
+          })),
         });
       } else {
         o.line(`pgstate serve: listening on ${gateway.url}`);
@@ -322,7 +401,13 @@ export function register(program: Command, context: CommandContext): void {
         );
         for (const m of meltanoBuckets)
           o.line(`  meltano state_backend: uri ${m.uri}, s3.endpoint_url ${m.endpoint_url}`);
-        if (!flags.accessKey)
+        for (const c of credentials) {
+          const rights = Object.entries(c.buckets ?? { '*': 'read-write' })
+            .map(([b, a]) => `${b}=${a}`)
+            .join(', ');
+          o.line(`  access key ${c.accessKeyId}: ${rights}`);
+        }
+        if (credentials.length === 0)
           o.line(
             '  no access keys: any signature is accepted (loopback only); set --access-key/--secret-key to require one',
           );
