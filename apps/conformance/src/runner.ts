@@ -7,8 +7,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { detectContainerRuntime, sweepContainers } from './containers.js';
 import type { ConformanceTarget } from './kit.js';
-import { chooseServers, DEFAULT_MAJORS, discover } from './provision.js';
+import { type Candidate, candidatesFor, DEFAULT_MAJORS, type Discovery, discover, startFirst } from './provision.js';
 import { addCase, type Cell, finishReport, type Report, type VersionRun } from './report.js';
 import type { ReporterEvent } from './reporter.js';
 import { createRunDir, sweepRunDir, sweepStaleRuns } from './rundir.js';
@@ -37,6 +38,8 @@ class Teardown {
   child: ChildProcess | undefined;
   servers = new Set<StartedServer>();
   runDir: string | undefined;
+  /** The container engine this run may have started containers on (its private servers included). */
+  containerEndpoint: string | undefined;
   interrupted: NodeJS.Signals | undefined;
 
   killChild(): void {
@@ -54,6 +57,8 @@ class Teardown {
       [...this.servers].map((s) => Promise.race([s.stop().catch(() => {}), new Promise((r) => setTimeout(r, 10_000))])),
     );
     this.servers.clear();
+    // Containers a vitest child started and could not remove (it was killed): every one labelled with our pid.
+    if (this.containerEndpoint) await sweepContainers(this.containerEndpoint, process.pid).catch(() => {});
     if (this.runDir) sweepRunDir(this.runDir);
     this.runDir = undefined;
   }
@@ -105,6 +110,25 @@ function runVitest(
   });
 }
 
+/** The newest container major CI adds (the container source and its fault lanes run in `npm test` too). */
+export const CI_CONTAINER_MAJOR = 18;
+
+/**
+ * CI runs one or two majors: the first one the priority order yields (an explicit URL, a container, local binaries)
+ * and, when containers are available, PostgreSQL 18 in a container too.
+ */
+function ciMajors(discovery: Discovery): number[] {
+  const first = discovery.candidates[0]?.major ?? 15;
+  const container = discovery.candidates.some((c) => c.source === 'container' && c.major === CI_CONTAINER_MAJOR);
+  return container && first !== CI_CONTAINER_MAJOR ? [first, CI_CONTAINER_MAJOR] : [first];
+}
+
+/** The matrix: 14-18 plus the majors of explicit URLs. */
+function matrixMajors(discovery: Discovery): number[] {
+  const fromUrls = discovery.candidates.filter((c) => c.source === 'url').map((c) => c.major);
+  return [...new Set([...DEFAULT_MAJORS, ...fromUrls])].sort((a, b) => a - b);
+}
+
 export async function runConformance(options: RunOptions): Promise<Report> {
   const startedAt = new Date();
   const provisioning: string[] = [];
@@ -129,42 +153,43 @@ export async function runConformance(options: RunOptions): Promise<Report> {
     if (swept.length) provisioning.push(`swept leftovers of killed runs: ${swept.join(', ')}`);
     const runDir = createRunDir();
     teardown.runDir = runDir;
+    // Containers a killed run left (no Ryuk here to remove them): swept like run directories.
+    const runtime = await detectContainerRuntime();
+    if ('endpoint' in runtime) {
+      teardown.containerEndpoint = runtime.endpoint;
+      const removed = await sweepContainers(runtime.endpoint).catch((e: Error) => [`(sweep failed: ${e.message})`]);
+      if (removed.length) provisioning.push(`removed containers of killed runs: ${removed.join(', ')}`);
+    }
     const wanted = options.majors ?? DEFAULT_MAJORS;
     const discovery = await discover({ majors: wanted });
     provisioning.push(...discovery.log);
     for (const line of discovery.log) options.print(`  ${line}`);
-    let majors = options.majors;
-    if (!majors && options.ci) {
-      // CI: one version, the first server the priority order yields (an explicit URL, a container, local binaries).
-      const first = discovery.candidates[0];
-      majors = first ? [first.major] : [15];
-    }
-    if (!majors) {
-      const fromUrls = discovery.candidates.filter((c) => c.source === 'url').map((c) => c.major);
-      majors = [...new Set([...DEFAULT_MAJORS, ...fromUrls])].sort((a, b) => a - b);
-    }
-    const chosen = chooseServers(discovery, majors);
+    const majors = options.majors ?? (options.ci ? ciMajors(discovery) : matrixMajors(discovery));
     const cells = new Map<string, Cell>();
     const versions: VersionRun[] = [];
     for (const major of majors) {
       const t0 = performance.now();
-      const candidate = chosen.get(major);
-      const run: VersionRun = { major, status: 'not-run', durationMs: 0, errors: [] };
+      const candidates = candidatesFor(discovery, major);
+      const run: VersionRun = { major, status: 'not-run', durationMs: 0, errors: [], fallbacks: [] };
       versions.push(run);
-      if (!candidate) {
+      if (candidates.length === 0) {
         run.reason = `no source provides PostgreSQL ${major} (see provisioning)`;
         options.print(`pg${major}: NOT RUN: ${run.reason}`);
         continue;
       }
-      let server: StartedServer;
-      try {
-        server = await candidate.start(path.join(runDir, `pg${major}`));
-      } catch (error) {
-        run.reason = `${candidate.origin}: could not start: ${(error as Error).message.split('\n')[0]}`;
-        options.print(`pg${major}: NOT RUN: ${run.reason}`);
+      const dirFor = (c: Candidate, i: number) => path.join(runDir, `pg${major}${i ? `-${i}-${c.source}` : ''}`);
+      const started = await startFirst(candidates, dirFor, run.fallbacks ?? []);
+      for (const line of run.fallbacks ?? []) {
+        provisioning.push(`pg${major}: ${line}`);
+        options.print(`pg${major}: ${line}`);
+      }
+      if (!started) {
+        run.reason = `every source failed: ${run.fallbacks?.join('; ')}`;
+        options.print(`pg${major}: NOT RUN: no source could start PostgreSQL ${major}`);
         run.durationMs = performance.now() - t0;
         continue;
       }
+      const { server } = started;
       teardown.servers.add(server);
       const t = server.target;
       run.status = 'ran';
@@ -175,7 +200,8 @@ export async function runConformance(options: RunOptions): Promise<Report> {
         t.tls ? 'TLS' : `no TLS (${t.tlsReason})`,
         t.pgbouncer ? `PgBouncer :${t.pgbouncer.port}` : `no PgBouncer (${t.pgbouncerReason})`,
       ];
-      const line = `pg${major}: PostgreSQL ${t.version} from ${t.origin}; ${fixtures.join(', ')}`;
+      const fellBack = run.fallbacks?.length ? ` (fell back after ${run.fallbacks.length} failed source(s))` : '';
+      const line = `pg${major}: PostgreSQL ${t.version} from ${t.origin}${fellBack}; ${fixtures.join(', ')}`;
       provisioning.push(line);
       options.print(line);
       options.progress(`pg${major} `);
@@ -200,6 +226,8 @@ export async function runConformance(options: RunOptions): Promise<Report> {
     // A version that could not run leaves every adapter lane seen elsewhere NOT RUN for it, visibly.
     const lanes = new Map<string, { adapter: string; lane: string }>();
     for (const c of cells.values()) lanes.set(`${c.adapter}\u0000${c.lane}`, c);
+    // No suite ran anywhere: one cell per missing version still says so (the counts must not read "0 not run").
+    if (lanes.size === 0) lanes.set('', { adapter: '(every suite)', lane: '(every lane)' });
     for (const v of versions.filter((v) => v.status === 'not-run')) {
       for (const { adapter, lane } of lanes.values())
         addCase(cells, v.major, {

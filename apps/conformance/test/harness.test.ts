@@ -5,10 +5,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, expect, test } from 'vitest';
+import { detectContainerRuntime, engineRequest, imagePresent, sweepContainers } from '../src/containers.js';
 import type { Report } from '../src/report.js';
 import { RUNS_ROOT, sweepStaleRuns } from '../src/rundir.js';
 
 const appDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+/** Makes the runner find no container engine: servers are then local processes this test can see in `ps`. */
+const NO_ENGINE = { DOCKER_HOST: 'unix:///nonexistent/pgstate-harness-docker.sock' };
+const runtime = await detectContainerRuntime();
+const engine = 'endpoint' in runtime ? runtime.endpoint : undefined;
+const withImage = engine && (await imagePresent(engine, 'pgstate-conformance/postgres:15')) ? engine : undefined;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'pgstate-harness-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -92,6 +98,7 @@ test('Ctrl-C (SIGINT) mid-run stops every server, PgBouncer and child process an
   const marker = path.join(tmp, 'sigint.json');
   const child = runMain(['--suites', 'test/fixtures/slow.conformance.ts', '--out', path.join(tmp, 'sigint')], {
     PGSTATE_HARNESS_MARKER: marker,
+    ...NO_ENGINE,
   });
   const { child: sleeper } = JSON.parse(await waitForFile(marker, child)) as { child: number };
   const pid = child.pid ?? 0;
@@ -107,6 +114,7 @@ test('a runner killed with SIGKILL leaves a run directory the next run sweeps', 
   const marker = path.join(tmp, 'sigkill.json');
   const child = runMain(['--suites', 'test/fixtures/slow.conformance.ts', '--out', path.join(tmp, 'sigkill')], {
     PGSTATE_HARNESS_MARKER: marker,
+    ...NO_ENGINE,
   });
   await waitForFile(marker, child);
   const pid = child.pid ?? 0;
@@ -119,3 +127,40 @@ test('a runner killed with SIGKILL leaves a run directory the next run sweeps', 
   expect(leftovers(pid)).toEqual([]);
   expect(runDirs(pid)).toEqual([]);
 });
+
+/** Containers labelled with this runner's pid (the shared server and private servers of one run). */
+async function containersOf(runnerPid: number): Promise<string[]> {
+  const filters = encodeURIComponent(JSON.stringify({ label: [`org.pgstate.conformance.runner=${runnerPid}`] }));
+  const { body } = await engineRequest(engine ?? '', 'GET', `/containers/json?all=1&filters=${filters}`);
+  return (JSON.parse(body) as { Id: string }[]).map((c) => c.Id);
+}
+
+test.skipIf(!withImage)(
+  `containers: Ctrl-C removes them; a SIGKILLed run leaves them to the next run's sweep${withImage ? '' : ' (needs a Docker engine with pgstate-conformance/postgres:15)'}`,
+  async () => {
+    const run = async (name: string) => {
+      const marker = path.join(tmp, `${name}.json`);
+      const child = runMain(
+        ['--pg', '15', '--suites', 'test/fixtures/slow.conformance.ts', '--out', path.join(tmp, name)],
+        { PGSTATE_HARNESS_MARKER: marker },
+      );
+      await waitForFile(marker, child);
+      // The shared server and the test's private server are both containers of this runner.
+      expect(await containersOf(child.pid ?? 0)).toHaveLength(2);
+      return child;
+    };
+    const interrupted = await run('containers-sigint');
+    interrupted.kill('SIGINT');
+    expect(await exited(interrupted)).toBe(130);
+    expect(await containersOf(interrupted.pid ?? 0)).toEqual([]);
+
+    const killed = await run('containers-sigkill');
+    killed.kill('SIGKILL');
+    await exited(killed);
+    const left = await containersOf(killed.pid ?? 0);
+    expect(left).toHaveLength(2);
+    expect(await sweepContainers(withImage ?? '')).toEqual(expect.arrayContaining(left.map((id) => id.slice(0, 12))));
+    expect(await containersOf(killed.pid ?? 0)).toEqual([]);
+    sweepStaleRuns();
+  },
+);
