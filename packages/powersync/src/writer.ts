@@ -805,12 +805,22 @@ export class PgStateBucketBatch extends Observers<BucketBatchStorageListener> im
     if (!storeCurrentData) {
       data = EMPTY_ROW;
     } else {
-      data = serializeRow(after);
-      if (data.byteLength > MAX_ROW_SIZE) {
-        this.logger.warn(`Row too large on ${table.qualifiedName}: ${data.byteLength} bytes; stored as TOAST`);
+      // BSON refuses a document past 16 MiB by throwing before the size check; like upstream, any row that cannot
+      // be stored is kept as TOAST (all columns unknown) until a later change brings it back within limits.
+      let serialized: Buffer | undefined;
+      let tooLarge: string | undefined;
+      try {
+        serialized = serializeRow(after);
+        if (serialized.byteLength > MAX_ROW_SIZE) tooLarge = `${serialized.byteLength} bytes`;
+      } catch (error) {
+        tooLarge = (error as Error).message;
+      }
+      if (serialized === undefined || tooLarge !== undefined) {
+        this.logger.warn(`Row too large on ${table.qualifiedName} (${tooLarge}); stored as TOAST`);
         const placeholder = Object.fromEntries(Object.keys(after).map((k) => [k, undefined]));
         return { data: serializeRow(placeholder), complete: false, puts: [], parameters: [] };
       }
+      data = serialized;
       // A re-applied transaction can leave a partial (TOASTed) row: keep current data, emit no ops until complete.
       if (hasToastedValues(after)) return { data, complete: false, puts: [], parameters: [] };
     }
