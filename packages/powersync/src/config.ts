@@ -53,20 +53,13 @@ export interface NormalizedStorageConfig {
   notifications?: { mode: 'listen' | 'poll'; connection?: ConnectionSettings; pollIntervalMs?: number };
 }
 
-/**
- * Why a storage version is refused. Version 3 (upstream's unstable layout with soft-deleted current data) is
- * deliberately not implemented: a stream asking for it must not silently get another layout.
- */
+/** Why a storage version is refused (anything but 1, 2 and 3). */
 export function unsupportedStorageVersion(version: unknown): { message: string; fix: string } {
-  const supported = Object.keys(STORAGE_VERSION_CONFIG).join(' or ');
-  if (version === 3) {
-    return {
-      message:
-        'Storage version 3 is not supported: @pgstate/powersync implements storage versions 1 and 2 only and refuses 3 (PowerSync’s unstable version with soft-deleted current data) instead of storing it in another layout.',
-      fix: 'Use storage version 2 (the default) or 1.',
-    };
-  }
-  return { message: `Storage version ${String(version)} is not supported.`, fix: `Use storage version ${supported}.` };
+  const supported = Object.keys(STORAGE_VERSION_CONFIG).join(', ');
+  return {
+    message: `Storage version ${String(version)} is not supported.`,
+    fix: `Use storage version ${supported} (2 is the default).`,
+  };
 }
 
 function bad(message: string, fix: string): PgStateError {

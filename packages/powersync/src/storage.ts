@@ -151,6 +151,7 @@ export class PgStateSyncRulesStorage
       resumeFromLsn: maxLsn(row.snapshot_lsn, row.last_checkpoint_lsn),
       storeCurrentData: options.storeCurrentData,
       skipExistingRows: options.skipExistingRows ?? false,
+      softDeleteCurrentData: this.storageConfig.softDeleteCurrentData,
       batchLimits: this.db.config.batchLimits,
       markRecordUnavailable: options.markRecordUnavailable,
       hooks: options.hooks,

@@ -51,10 +51,13 @@ export interface StorageVersionConfig {
   softDeleteCurrentData: boolean;
 }
 
-/** Storage versions this adapter can run (v3 is unstable upstream and not supported here). */
+export const SUPPORTED_STORAGE_VERSIONS = [STORAGE_VERSION_1, STORAGE_VERSION_2, STORAGE_VERSION_3];
+
+/** As service-core: v2 versions bucket names per stream; v3 (unstable upstream) also soft-deletes current data. */
 export const STORAGE_VERSION_CONFIG: Record<number, StorageVersionConfig | undefined> = {
   [STORAGE_VERSION_1]: { version: STORAGE_VERSION_1, versionedBuckets: false, softDeleteCurrentData: false },
   [STORAGE_VERSION_2]: { version: STORAGE_VERSION_2, versionedBuckets: true, softDeleteCurrentData: false },
+  [STORAGE_VERSION_3]: { version: STORAGE_VERSION_3, versionedBuckets: true, softDeleteCurrentData: true },
 };
 
 // ---- Observers -------------------------------------------------------------------------------------------

@@ -56,6 +56,8 @@ export interface BucketBatchOptions {
   resumeFromLsn: string | null;
   storeCurrentData: boolean;
   skipExistingRows: boolean;
+  /** Storage version 3: deletes leave a tombstone in current_data until a checkpoint passes it. */
+  softDeleteCurrentData: boolean;
   batchLimits: BatchLimits;
   markRecordUnavailable: BucketStorageMarkRecordUnavailable | undefined;
   hooks: StorageHooks | undefined;
@@ -179,7 +181,15 @@ class PendingWrites {
   };
   readonly upserts = new Map<
     string,
-    { sourceTable: string; key: string; buckets: CurrentBucket[]; data: string; lookups: string[]; stored: boolean }
+    {
+      sourceTable: string;
+      key: string;
+      buckets: CurrentBucket[];
+      data: string;
+      lookups: string[];
+      stored: boolean;
+      pendingDelete: boolean;
+    }
   >();
   readonly deletes = new Map<string, { sourceTable: string; key: string }>();
   size = 0;
@@ -234,12 +244,16 @@ class PendingWrites {
     if (remaining != null) for (const lookup of remaining.values()) this.pushParam(tableId, hex, lookup, '[]');
   }
 
-  /** `stored`: the row is in the table now (else a plain INSERT, cheaper than ON CONFLICT's speculative one). */
+  /**
+   * `stored`: the row is in the table now (else a plain INSERT, cheaper than ON CONFLICT's speculative one).
+   * `pendingDelete`: a v3 tombstone, marked with a new op id when written.
+   */
   upsertCurrent(
     tableId: string,
     key: Buffer,
     row: { buckets: CurrentBucket[]; data: Buffer; lookups: Buffer[] },
     stored: boolean,
+    pendingDelete = false,
   ) {
     const k = cacheKey(tableId, key);
     this.deletes.delete(k);
@@ -250,6 +264,7 @@ class PendingWrites {
       data: row.data.toString('hex'),
       lookups: row.lookups.map((l) => l.toString('hex')),
       stored,
+      pendingDelete,
     });
     this.size += row.data.byteLength + key.byteLength + row.lookups.reduce((n, l) => n + l.byteLength, 0) + 100;
   }
@@ -315,18 +330,20 @@ class PendingWrites {
       const rows = sortedUpserts.filter((r) => r.stored === stored);
       if (rows.length === 0) continue;
       ctes.push(`${stored ? 'updated' : 'inserted'} AS (
-        INSERT INTO ${n.currentData} AS c (group_id, source_table, source_key, buckets, data, lookups)
+        INSERT INTO ${n.currentData} AS c (group_id, source_table, source_key, buckets, data, lookups, pending_delete)
         SELECT $1, u.source_table, decode(u.source_key, 'hex'), u.buckets::jsonb, decode(u.data, 'hex'),
                CASE WHEN json_array_length(u.lookups) = 0 THEN '{}'::bytea[]
-                    ELSE ARRAY(SELECT decode(x, 'hex') FROM json_array_elements_text(u.lookups) AS x) END
+                    ELSE ARRAY(SELECT decode(x, 'hex') FROM json_array_elements_text(u.lookups) AS x) END,
+               CASE WHEN u.pending_delete = 't' THEN nextval(${n.opIdSequenceLiteral}::regclass) END
         FROM ROWS FROM (${text(rows.map((r) => r.sourceTable))}, ${text(rows.map((r) => r.key))},
                         json_array_elements(${json(rows.map((r) => r.buckets))}), ${text(rows.map((r) => r.data))},
-                        json_array_elements(${json(rows.map((r) => r.lookups))})) WITH ORDINALITY
-          AS u(source_table, source_key, buckets, data, lookups, ord)
+                        json_array_elements(${json(rows.map((r) => r.lookups))}),
+                        ${text(rows.map((r) => (r.pendingDelete ? 't' : 'f')))}) WITH ORDINALITY
+          AS u(source_table, source_key, buckets, data, lookups, pending_delete, ord)
         ORDER BY u.ord
         ${
           stored
-            ? 'ON CONFLICT (group_id, source_table, source_key) DO UPDATE SET buckets = EXCLUDED.buckets, data = EXCLUDED.data, lookups = EXCLUDED.lookups'
+            ? 'ON CONFLICT (group_id, source_table, source_key) DO UPDATE SET buckets = EXCLUDED.buckets, data = EXCLUDED.data, lookups = EXCLUDED.lookups, pending_delete = EXCLUDED.pending_delete'
             : ''
         })`);
     }
@@ -947,7 +964,15 @@ export class PgStateBucketBatch extends Observers<BucketBatchStorageListener> im
         stored.has(op.afterCacheKey!),
       );
     }
-    if (idChanged) writes.deleteCurrent(op.tableId, op.beforeKey);
+    if (idChanged) {
+      if (this.options.softDeleteCurrentData) {
+        // v3: keep a tombstone so a snapshot writer that read the row earlier skips it (see skipExistingRows).
+        const tombstone = { buckets: [], data: EMPTY_ROW, lookups: [] };
+        writes.upsertCurrent(op.tableId, op.beforeKey, tombstone, stored.has(op.beforeCacheKey), true);
+      } else {
+        writes.deleteCurrent(op.tableId, op.beforeKey);
+      }
+    }
     return next;
   }
 
@@ -971,8 +996,9 @@ export class PgStateBucketBatch extends Observers<BucketBatchStorageListener> im
     for (;;) {
       const { count, op } = await this.db.retryingTransaction(async (client) => {
         const rows = await this.db.query<{ source_key: Buffer; buckets: CurrentBucket[]; lookups: Buffer[] }>(
+          // Live rows only: v3 tombstones have nothing to remove and go with the next checkpoint.
           `SELECT source_key, buckets, lookups FROM ${n.currentData}
-           WHERE group_id = $1 AND source_table = $2 LIMIT $3 FOR NO KEY UPDATE`,
+           WHERE group_id = $1 AND source_table = $2 AND pending_delete IS NULL LIMIT $3 FOR NO KEY UPDATE`,
           [this.groupId, tableIdString(table.id), TRUNCATE_BATCH],
           client,
         );
@@ -1061,6 +1087,13 @@ export class PgStateBucketBatch extends Observers<BucketBatchStorageListener> im
       });
     }
     if (!result.can_checkpoint) return { checkpointBlocked: true, checkpointCreated: false };
+    if (this.options.softDeleteCurrentData && result.created && result.last_checkpoint != null) {
+      // v3 tombstones the new checkpoint covers are no longer needed.
+      await this.db.query(
+        `DELETE FROM ${n.currentData} WHERE group_id = $1 AND pending_delete IS NOT NULL AND pending_delete <= $2`,
+        [this.groupId, result.last_checkpoint],
+      );
+    }
 
     const state = await this.autoActivate(result.state);
     if (state === SyncRuleState.ACTIVE && result.created) {

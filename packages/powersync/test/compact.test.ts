@@ -60,7 +60,7 @@ function replay(ops: OplogEntry[], start: { rows: Map<string, string>; checksum:
 const fresh = () => ({ rows: new Map<string, string>(), checksum: 0 });
 const flat = (chunks: SyncBucketDataChunk[]) => chunks.flatMap((c) => c.chunkData.data);
 
-describe.each([1, 2])('storage version %i', (storageVersion) => {
+describe.each([1, 2, 3])('storage version %i', (storageVersion) => {
   let setup: TestStorageConfig;
   beforeAll(() => {
     setup = pgstateTestSetup({ url, schema: `ps_compact_v${storageVersion}`, storageVersion });

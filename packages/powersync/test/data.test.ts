@@ -1,4 +1,4 @@
-// Behaviours of PowerSync's storage data suite, written from its description (clean-room), on storage v1 and v2.
+// Behaviours of PowerSync's storage data suite, written from its description (clean-room), on storage v1, v2 and v3.
 import { createTestDatabase } from '@pgstate/core/testing';
 import { afterAll, beforeAll, describe, expect, inject, test } from 'vitest';
 import {
@@ -48,7 +48,7 @@ const update = (
 const remove = (sourceTable: SourceTable, beforeReplicaId: ReplicaId, before?: Record<string, string>) =>
   ({ sourceTable, tag: SaveOperationTag.DELETE, beforeReplicaId, before }) as const;
 
-describe.each([1, 2])('storage version %i', (storageVersion) => {
+describe.each([1, 2, 3])('storage version %i', (storageVersion) => {
   let setup: TestStorageConfig;
   beforeAll(() => {
     setup = pgstateTestSetup({ url, schema: `ps_data_v${storageVersion}`, storageVersion });

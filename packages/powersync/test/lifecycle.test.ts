@@ -11,7 +11,6 @@ import {
   type PgStateStorageProvider,
   pgstateTestSetup,
   SyncRuleState,
-  syncRulesFromYaml,
 } from '../src/index.js';
 import { deploy, GLOBAL_YAML, WRITER } from './helpers.js';
 
@@ -77,7 +76,7 @@ describe('sync rules lifecycle', () => {
   test('an unsupported storage version is refused before anything is written', async () => {
     const factory = await pgstateTestSetup({ url, schema: 'ps_life' }).factory();
     try {
-      await expect(deploy(factory, GLOBAL_YAML, 3)).rejects.toMatchObject({ code: 'INVALID_INPUT' });
+      await expect(deploy(factory, GLOBAL_YAML, 4)).rejects.toMatchObject({ code: 'INVALID_INPUT' });
       expect(await factory.getReplicatingReplicationStreams()).toEqual([]);
     } finally {
       await factory[Symbol.asyncDispose]();
@@ -207,27 +206,26 @@ describe('least-privilege setups (seed)', () => {
 });
 
 describe('module registration and config', () => {
-  test('storage version 3 is refused, in the config and when deploying, with wording that says so', async () => {
+  test('storage versions 1-3 are accepted (3 as upstream: versioned buckets, soft-deleted current data); 4 is refused', async () => {
+    expect(
+      normalizeStorageConfig({ type: 'pgstate', uri: url, default_storage_version: 3 }).defaultStorageVersion,
+    ).toBe(3);
     let configError: unknown;
     try {
-      normalizeStorageConfig({ type: 'pgstate', uri: url, default_storage_version: 3 });
+      normalizeStorageConfig({ type: 'pgstate', uri: url, default_storage_version: 4 });
     } catch (error) {
       configError = error;
     }
     expect(isPgStateError(configError, 'BAD_SETTING')).toBe(true);
-    expect(String((configError as Error).message)).toMatch(/Storage version 3 is not supported.*refuses 3/);
-    expect((configError as { fix?: string }).fix).toMatch(/version 2 \(the default\) or 1/);
+    expect(String((configError as Error).message)).toMatch(/Storage version 4 is not supported/);
+    expect((configError as { fix?: string }).fix).toMatch(/1, 2, 3/);
 
-    const factory = await pgstateTestSetup({ url, schema: 'ps_life_v3' }).factory();
+    const factory = await pgstateTestSetup({ url, schema: 'ps_life_v3', storageVersion: 3 }).factory();
     try {
-      const deployed = factory.updateSyncRules(syncRulesFromYaml(GLOBAL_YAML, { storageVersion: 3 }));
-      await expect(deployed).rejects.toMatchObject({
-        code: 'INVALID_INPUT',
-        message: expect.stringMatching(/refuses 3/),
-      });
-      // Nothing was deployed.
-      expect(await factory.getDeployingSyncConfig()).toBeNull();
-      expect(await factory.getActiveSyncConfig()).toBeNull();
+      const { stream } = await deploy(factory, GLOBAL_YAML);
+      expect(stream.storageVersion).toBe(3);
+      expect(stream.getStorageConfig()).toEqual({ version: 3, versionedBuckets: true, softDeleteCurrentData: true });
+      await expect(deploy(factory, GLOBAL_YAML, 4)).rejects.toMatchObject({ code: 'INVALID_INPUT' });
     } finally {
       await factory[Symbol.asyncDispose]();
     }
@@ -255,7 +253,7 @@ describe('module registration and config', () => {
     for (const config of [
       { type: 'postgresql', uri: `postgres://u:${secret}@h/db` },
       { type: 'pgstate', uri: `postgres://u:${secret}@h/db`, schema: 'bad-name' },
-      { type: 'pgstate', uri: `postgres://u:${secret}@h/db`, default_storage_version: 3 },
+      { type: 'pgstate', uri: `postgres://u:${secret}@h/db`, default_storage_version: 4 },
       { type: 'pgstate', uri: `postgres://u:${secret}@h/db`, batch_limits: { max_record_count: 0 } },
     ]) {
       let error: unknown;

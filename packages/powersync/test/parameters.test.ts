@@ -30,7 +30,7 @@ bucket_definitions:
     data: []
 `;
 
-describe.each([1, 2])('storage version %i', (storageVersion) => {
+describe.each([1, 2, 3])('storage version %i', (storageVersion) => {
   let setup: TestStorageConfig;
   beforeAll(() => {
     setup = pgstateTestSetup({ url, schema: `ps_params_v${storageVersion}`, storageVersion });

@@ -123,8 +123,15 @@ export function powersyncTables(names: PowerSyncNames = {}) {
       buckets: jsonb('buckets').notNull(),
       data: bytea('data').notNull(),
       lookups: byteaArray('lookups').notNull(),
+      // Storage version 3: a deleted row stays as a tombstone (no buckets, lookups or data) marked with an op id,
+      // so an initial snapshot that read the row before the delete cannot bring it back; it is removed once a
+      // checkpoint reaches that op id. Always null on versions 1 and 2.
+      pendingDelete: bigint('pending_delete', { mode: 'bigint' }),
     },
-    (t) => [primaryKey({ columns: [t.groupId, t.sourceTable, t.sourceKey] })],
+    (t) => [
+      primaryKey({ columns: [t.groupId, t.sourceTable, t.sourceKey] }),
+      index('current_data_pending_delete').on(t.groupId, t.pendingDelete).where(sql`${t.pendingDelete} IS NOT NULL`),
+    ],
   );
 
   const writeCheckpoints = s.table('write_checkpoints', {

@@ -1,0 +1,2 @@
+ALTER TABLE "__PGSTATE_SCHEMA__"."current_data" ADD COLUMN "pending_delete" bigint;--> statement-breakpoint
+CREATE INDEX "current_data_pending_delete" ON "__PGSTATE_SCHEMA__"."current_data" USING btree ("group_id","pending_delete") WHERE "__PGSTATE_SCHEMA__"."current_data"."pending_delete" IS NOT NULL;
