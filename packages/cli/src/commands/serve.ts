@@ -93,14 +93,14 @@ interface ServeFlags {
   accessKey?: string;
   secretKey?: string;
   keysFile?: string;
-  bucket: string[];
+  bucket?: string[];
   tlsCert?: string;
   tlsKey?: string;
   maxObjectMb: string;
   logRequests: boolean;
 }
 
-function parseBuckets(specs: string[]): Array<{ name: string; handler: HandlerName; prefix: string }> {
+function parseBuckets(specs: string[] = []): Array<{ name: string; handler: HandlerName; prefix: string }> {
   const list = specs.length ? specs : ['pulumi-state=pulumi'];
   const seen = new Set<string>();
   return list.map((spec) => {
@@ -264,8 +264,8 @@ export function register(program: Command, context: CommandContext): void {
     .option(
       '--bucket <name=handler>',
       `serve a bucket (repeatable; handlers: ${HANDLERS.join(', ')}; default pulumi-state=pulumi)`,
-      (v: string, all: string[]) => [...all, v],
-      [] as string[],
+      // No commander default: the description states the real one, which applies when no --bucket is given.
+      (v: string, all: string[] | undefined) => [...(all ?? []), v],
     )
     .addOption(
       new Option('--keys-file <file>', 'JSON file of access keys with per-bucket rights (mode 0600)').env(
