@@ -1,7 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { PgStateError } from '@pgstate/core';
 import { JSONBig } from '@powersync/service-jsonbig';
-import type { HydratedSyncConfig, SqlEventDescriptor, SqliteRow } from '@powersync/service-sync-rules';
+import {
+  CustomSqliteValue,
+  type HydratedSyncConfig,
+  type SqlEventDescriptor,
+  type SqliteRow,
+} from '@powersync/service-sync-rules';
 import type pg from 'pg';
 import type { BatchLimits } from './config.js';
 import type { Queryable, StorageDb } from './db.js';
@@ -430,6 +435,28 @@ interface SourceTableRow {
  * before, so every batch sees the previous one's current data), and every other method first waits for it; a
  * background flush that fails (after its retries) fails the next call, and the writer stays failed.
  */
+/**
+ * A row value the sync rules could not convert because another copy of @powersync/service-sync-rules made it (the
+ * service's replicator builds timestamps and custom types with its own copy): it would be missing from every synced
+ * row, silently. Refuse it instead (seen in the real service when the package had its own copy).
+ */
+function assertOwnRowValues(table: SourceTable, row: Record<string, unknown> | undefined): void {
+  if (row == null) return;
+  for (const key in row) {
+    const value = row[key] as { toSqliteValue?: unknown } | null | undefined;
+    if (typeof value !== 'object' || value == null || typeof value.toSqliteValue !== 'function') continue;
+    if (value instanceof CustomSqliteValue) continue;
+    throw new PgStateError(
+      'BAD_SETTING',
+      `Column ${key} of ${table.qualifiedName} holds a value made by another copy of @powersync/service-sync-rules ` +
+        'than the one @pgstate/powersync evaluates rows with; it would be missing from synced rows.',
+      {
+        fix: "Load one copy in the service: point @pgstate/powersync's @powersync/service-sync-rules (and service-jsonbig) at the service's own (see the package README, Docker).",
+      },
+    );
+  }
+}
+
 export class PgStateBucketBatch extends Observers<BucketBatchStorageListener> implements BucketStorageBatch {
   last_flushed_op: InternalOpId | null = null;
   resumeFromLsn: string | null;
@@ -592,6 +619,8 @@ export class PgStateBucketBatch extends Observers<BucketBatchStorageListener> im
       }
     }
     if (!sourceTable.syncData && !sourceTable.syncParameters) return null;
+    assertOwnRowValues(sourceTable, after);
+    assertOwnRowValues(sourceTable, before);
 
     const op = new RecordOperation(record);
     // A complete row evaluates the same whatever its stored state is: do it now, while a flush may be running.
