@@ -370,7 +370,9 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
    */
   const accounted = new WeakMap<object, { read: number; written: number }>();
   function socketBytes(req: IncomingMessage): { bytesIn: number; bytesOut: number } {
-    const socket = req.socket;
+    // Node detaches the socket from a request whose connection was destroyed.
+    const socket = req.socket as IncomingMessage['socket'] | null;
+    if (!socket) return { bytesIn: 0, bytesOut: 0 };
     const before = accounted.get(socket) ?? { read: 0, written: 0 };
     const now = { read: socket.bytesRead, written: socket.bytesWritten };
     accounted.set(socket, now);
@@ -1180,7 +1182,16 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
     keepAliveTimeout: 5_000,
   };
   const listener = (req: IncomingMessage, res: ServerResponse) => {
-    void handle(req, res);
+    handle(req, res).catch((error: unknown) => {
+      // A bug must cost one request, never the process (an unhandled rejection would end it).
+      log({
+        level: 'error',
+        msg: 'request handler failed',
+        error: error instanceof Error ? error.message : String(error),
+      });
+      if (!res.headersSent && !res.destroyed) send(res, 500, undefined);
+      else res.destroy();
+    });
   };
   const server = options.tls
     ? https.createServer({ ...serverOptions, cert: options.tls.cert, key: options.tls.key }, listener)

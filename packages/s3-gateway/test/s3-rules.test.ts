@@ -5,12 +5,14 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import net from 'node:net';
 import type { BucketHandler } from '@pgstate/core';
 import { createTestDatabase } from '@pgstate/core/testing';
 import { createPulumiBucketHandler } from '@pgstate/pulumi';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createS3Gateway, type S3Gateway } from '../src/index.js';
+import { signedChunkedRequest } from './support/chunked.js';
 import { KEY, rawRequest, send, signer } from './support/sign.js';
 import { createTableHandler } from './support/table-handler.js';
 
@@ -248,6 +250,31 @@ describe('exact S3 errors', () => {
   it('answers a lost database connection (write EPIPE) with a retryable 503', async () => {
     const r = await rawRequest(gateway.url, { method: 'PUT', path: '/broken/x', body: 'data' });
     expect([r.status, r.code]).toEqual([503, 'ServiceUnavailable']);
+    await stillServes();
+  });
+
+  it('refuses a signed aws-chunked upload whose second chunk was changed, and keeps serving', async () => {
+    const data = Buffer.alloc(70_000, 'c');
+    for (const corrupt of [true, false]) {
+      const { head, body } = await signedChunkedRequest(gateway.url, '/state/chunked', data, corrupt);
+      const socket = net.connect(Number(new URL(gateway.url).port), '127.0.0.1');
+      socket.on('error', () => {});
+      let answer = '';
+      const answered = new Promise((resolve) => {
+        socket.on('close', resolve);
+        socket.on('data', (d) => {
+          answer += d;
+          if (answer.includes('\r\n\r\n')) resolve(undefined);
+        });
+      });
+      socket.write(head);
+      socket.write(body);
+      await answered;
+      socket.destroy();
+      expect(answer).toMatch(corrupt ? /^HTTP\/1.1 403/ : /^HTTP\/1.1 200/);
+      expect(await keys()).toEqual(corrupt ? ['secret.json'] : ['chunked', 'secret.json']);
+    }
+    await handler.deleteObject('chunked');
     await stillServes();
   });
 });
