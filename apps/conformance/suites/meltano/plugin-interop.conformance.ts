@@ -1,20 +1,18 @@
 // pgstate and the Python Meltano PostgreSQL plugin writing the same states at once, one lane per plugin layout.
-// The plugin is not on a package registry, so this drives its SQL protocol as its source performs it (written from
-// reading it): `seed` (its first version) -- autocommit INSERT of a lock row (retried while it exists), SELECT the
-// state, upsert it, DELETE its lock row, DELETE lock rows older than 5 minutes by `locked_at`; `plugin` (today) --
-// pg_try_advisory_lock on the first 8 bytes of MD5(state id) (retried), SELECT, upsert, pg_advisory_unlock.
-// The tables are created by the plugin's own DDL first, then `pgstate migrate` upgrades them. Writers pause
-// 0-10 ms between updates and run in different session time zones. Every merge adds a key of its own, so a key
-// missing at the end is a lost update; any loss fails the lane.
-import { type JsonObject, type MeltanoLayout, MeltanoStateStore } from '@pgstate/meltano';
+// The plugin is not on a package registry, so interop-worker.mjs drives its SQL protocol as its source performs it
+// (lock row or advisory lock, read, write, release; see there). The tables are created by the plugin's own DDL
+// first, then `pgstate migrate` upgrades them. Each writer is its own process, pauses 0-10 ms between updates, and
+// Python and pgstate sessions run in different time zones. Every merge adds a key of its own, so a key missing at
+// the end is a lost update; any loss fails the lane. (Python writers share one time zone: the plugin's own stale
+// cleanup deletes live rows of Python writers in other zones, which no pgstate change can prevent.)
+import path from 'node:path';
+import { MeltanoStateStore } from '@pgstate/meltano';
 import { migrate } from '@pgstate/schema';
-import pg from 'pg';
+import type pg from 'pg';
 import { expect } from 'vitest';
-import { defineConformance, type LaneTarget } from '../../src/kit.js';
+import { defineConformance, type SuiteContext } from '../../src/kit.js';
 
-type Json = JsonObject;
 const SCHEMA = 'mel_interop';
-const pause = (maxMs: number) => new Promise((r) => setTimeout(r, Math.random() * maxMs));
 
 /** The plugins' own DDL (their `CREATE TABLE IF NOT EXISTS`), run before pgstate migrates. */
 const PLUGIN_DDL: Record<'seed' | 'plugin', string[]> = {
@@ -30,80 +28,6 @@ const PLUGIN_DDL: Record<'seed' | 'plugin', string[]> = {
   ],
 };
 
-/** Meltano's deep merge (dicts key by key, newer wins; lists and scalars replaced). */
-function deepMerge(base: Json, update: Json): Json {
-  const out: Json = { ...base };
-  for (const [k, v] of Object.entries(update)) {
-    const old = out[k];
-    out[k] =
-      v && typeof v === 'object' && !Array.isArray(v) && old && typeof old === 'object' && !Array.isArray(old)
-        ? deepMerge(old as Json, v as Json)
-        : v;
-  }
-  return out;
-}
-
-/** One Python plugin writer: its own autocommit connection, in `timeZone`. */
-async function pythonWriter(lane: LaneTarget, layout: 'seed' | 'plugin', timeZone: string) {
-  const client = new pg.Client({ connectionString: lane.adminUrl, options: `-c TimeZone=${timeZone}` });
-  await client.connect();
-  const table = layout === 'seed' ? `${SCHEMA}.meltano_state` : `${SCHEMA}.state`;
-  const locks = `${SCHEMA}.meltano_state_locks`;
-  const parse = (text: string | null): Json => (text ? (JSON.parse(text) as Json) : {});
-
-  async function lock(stateId: string): Promise<() => Promise<void>> {
-    const deadline = Date.now() + 30_000;
-    const lockId = `py-${crypto.randomUUID()}`;
-    for (;;) {
-      if (layout === 'seed') {
-        try {
-          await client.query(`INSERT INTO ${locks} (state_id, lock_id) VALUES ($1, $2)`, [stateId, lockId]);
-          return async () => {
-            await client.query(`DELETE FROM ${locks} WHERE state_id = $1 AND lock_id = $2`, [stateId, lockId]);
-            await client.query(`DELETE FROM ${locks} WHERE locked_at < CURRENT_TIMESTAMP - INTERVAL '5 minutes'`);
-          };
-        } catch (error) {
-          if ((error as { code?: string }).code !== '23505') throw error;
-        }
-      } else {
-        const key = `('x' || substr(md5($1), 1, 16))::bit(64)::bigint`;
-        const { rows } = await client.query(`SELECT pg_try_advisory_lock(${key}) AS ok`, [stateId]);
-        if (rows[0].ok) {
-          return async () => {
-            await client.query(`SELECT pg_advisory_unlock(${key})`, [stateId]);
-          };
-        }
-      }
-      if (Date.now() > deadline) throw new Error(`python writer: lock for ${stateId} not free within 30 s`);
-      await pause(20); // the plugin sleeps retry_seconds (1 s by default); shorter here to keep the lane quick
-    }
-  }
-
-  return {
-    /** Meltano's `update` of a partial state: lock, read, deep-merge, write both parts, release. */
-    async merge(stateId: string, partial: Json): Promise<void> {
-      const release = await lock(stateId);
-      try {
-        const { rows } = await client.query(`SELECT partial_state, completed_state FROM ${table} WHERE state_id = $1`, [
-          stateId,
-        ]);
-        await pause(1); // the plugin parses and dumps JSON in Python between its statements
-        const merged = deepMerge(parse(rows[0]?.partial_state ?? null), partial);
-        const completed = parse(rows[0]?.completed_state ?? null);
-        await client.query(
-          `INSERT INTO ${table} (state_id, partial_state, completed_state) VALUES ($1, $2, $3)
-           ON CONFLICT (state_id) DO UPDATE SET partial_state = EXCLUDED.partial_state,
-             completed_state = EXCLUDED.completed_state, updated_at = CURRENT_TIMESTAMP`,
-          [stateId, JSON.stringify(merged), Object.keys(completed).length ? JSON.stringify(completed) : null],
-        );
-      } finally {
-        await release();
-      }
-    },
-    close: () => client.end(),
-  };
-}
-
 interface RaceOptions {
   layout: 'seed' | 'plugin';
   pythonZone: string;
@@ -111,50 +35,57 @@ interface RaceOptions {
   merges: number;
   /** Characters of filler in the completed part (a large state). */
   filler?: number;
+  /**
+   * On a private server with fsync on: commits then wait for the disk, as in production, which widens the time
+   * between a writer's lock and its read (the test servers run with fsync off).
+   */
+  durable?: boolean;
 }
 
-/** 2 Python + 2 pgstate writers merging into one state id; returns the keys that reported success but are gone. */
-async function race(lane: LaneTarget, admin: pg.Pool, stateId: string, o: RaceOptions): Promise<string[]> {
-  const pythons = [await pythonWriter(lane, o.layout, o.pythonZone), await pythonWriter(lane, o.layout, o.pythonZone)];
-  const pools = [0, 1].map(
-    () => new pg.Pool({ connectionString: lane.url, options: `-c TimeZone=${o.pgstateZone}`, max: 2 }),
-  );
-  const stores = pools.map(
-    (pool) => new MeltanoStateStore({ pool, layout: o.layout as MeltanoLayout, schema: SCHEMA, lockWaitSeconds: 60 }),
-  );
-  const written: string[] = [];
-  try {
-    if (o.filler) {
-      await stores[0]!.set(stateId, { singer_state: { filler: 'x'.repeat(o.filler) } });
-    }
-    const writer = async (name: string, write: (partial: Json) => Promise<void>) => {
-      for (let i = 0; i < o.merges; i++) {
-        await pause(10);
-        const key = `${name}_${i}`;
-        await write({ singer_state: { bookmarks: { [key]: i } } });
-        written.push(key);
-      }
-    };
-    await Promise.all([
-      ...pythons.map((p, n) => writer(`py${n}`, (partial) => p.merge(stateId, partial))),
-      ...stores.map((s, n) => writer(`ts${n}`, (partial) => s.merge(stateId, partial))),
-    ]);
-  } finally {
-    await Promise.all([
-      ...pythons.map((p) => p.close()),
-      ...stores.map((s) => s.close()),
-      ...pools.map((p) => p.end()),
+/**
+ * 2 Python-protocol + 2 pgstate writer processes (interop-worker.mjs) merging into one state id; returns the keys
+ * whose merge reported success but which are gone.
+ */
+async function race(ctx: SuiteContext<MeltanoStateStore, object>, stateId: string, o: RaceOptions): Promise<string[]> {
+  const table = o.layout === 'seed' ? `${SCHEMA}.meltano_state` : `${SCHEMA}.state`;
+  if (o.durable) {
+    await ctx.admin.query('ALTER SYSTEM SET fsync = on');
+    await ctx.admin.query('SELECT pg_reload_conf()');
+  }
+  if (o.filler) {
+    // In both parts: every merge then rewrites a 1 MB partial part, so each write statement runs for a while.
+    const big = JSON.stringify({ singer_state: { filler: 'x'.repeat(o.filler) } });
+    await ctx.admin.query(`INSERT INTO ${table} (state_id, partial_state, completed_state) VALUES ($1, $2, $2)`, [
+      stateId,
+      big,
     ]);
   }
-  const table = o.layout === 'seed' ? `${SCHEMA}.meltano_state` : `${SCHEMA}.state`;
-  const { rows } = await admin.query(`SELECT partial_state FROM ${table} WHERE state_id = $1`, [stateId]);
-  const bookmarks = (JSON.parse(rows[0].partial_state).singer_state?.bookmarks ?? {}) as Json;
+  const script = path.join(import.meta.dirname, 'interop-worker.mjs');
+  const children = [0, 1].flatMap((n) => [
+    ctx.spawn(script, {
+      args: ['python', o.layout, SCHEMA, o.pythonZone, stateId, String(o.merges), `py${n}`],
+      timeoutMs: 240_000,
+    }),
+    ctx.spawn(script, {
+      args: ['pgstate', o.layout, SCHEMA, o.pgstateZone, stateId, String(o.merges), `ts${n}`],
+      timeoutMs: 240_000,
+    }),
+  ]);
+  const written: string[] = [];
+  for (const child of children) {
+    const r = await child.done;
+    expect(r.code, r.stderr).toBe(0);
+    written.push(...(r.result as string[]));
+  }
+  expect(written).toHaveLength(4 * o.merges);
+  const { rows } = await ctx.admin.query(`SELECT partial_state FROM ${table} WHERE state_id = $1`, [stateId]);
+  const bookmarks = (JSON.parse(rows[0].partial_state).singer_state?.bookmarks ?? {}) as Record<string, unknown>;
   return written.filter((key) => !(key in bookmarks));
 }
 
 function interop(layout: 'seed' | 'plugin') {
   const name = layout === 'seed' ? 'seed-plugin-sql' : 'plugin-sql';
-  defineConformance<MeltanoStateStore, Record<string, never>>({
+  defineConformance<MeltanoStateStore, object>({
     adapter: '@pgstate/meltano',
     lanes: [{ name, via: 'direct' }],
     async setup(admin: pg.Pool) {
@@ -170,24 +101,25 @@ function interop(layout: 'seed' | 'plugin') {
         ['Python in New York, pgstate in UTC', { pythonZone: 'America/New_York', pgstateZone: 'UTC', merges: 150 }],
         ['Python in UTC, pgstate in New York', { pythonZone: 'UTC', pgstateZone: 'America/New_York', merges: 150 }],
         ['Python in Tokyo, pgstate in UTC', { pythonZone: 'Asia/Tokyo', pgstateZone: 'UTC', merges: 150 }],
+        ['all in UTC, commits flushed to disk', { pythonZone: 'UTC', pgstateZone: 'UTC', merges: 150, durable: true }],
         [
-          'a 1 MB state, Python in New York',
-          { pythonZone: 'America/New_York', pgstateZone: 'UTC', merges: 30, filler: 1 << 20 },
+          'a 1 MB state, Python in New York, commits flushed to disk',
+          { pythonZone: 'America/New_York', pgstateZone: 'UTC', merges: 20, filler: 1 << 20, durable: true },
         ],
       ];
       for (const [title, options] of rounds) {
         test(
           `${layout}: 2 Python + 2 pgstate writers with 0-10 ms pauses lose no update (${title})`,
-          async ({ lane, admin }) => {
-            const lost = await race(lane, admin, `dev:interop-${title}`, { layout, ...options });
+          async (ctx) => {
+            const lost = await race(ctx, `dev:interop-${title}`, { layout, ...options });
             expect(lost, `${lost.length} of ${4 * options.merges} merges lost`).toEqual([]);
             if (layout === 'seed') {
               // Nothing of pgstate's is left behind: its lock rows never commit.
-              const { rows } = await admin.query(`SELECT lock_id FROM ${SCHEMA}.meltano_state_locks`);
+              const { rows } = await ctx.admin.query(`SELECT lock_id FROM ${SCHEMA}.meltano_state_locks`);
               expect(rows).toEqual([]);
             }
           },
-          { timeout: 300_000 },
+          { timeout: 600_000, privateServer: options.durable === true },
         );
       }
     },
