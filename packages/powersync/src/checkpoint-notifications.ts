@@ -199,6 +199,8 @@ export class CheckpointNotifier {
     let lastResync = 0;
     let lastPing = Date.now();
     while (!signal.aborted) {
+      // The storage was shut down under a still-subscribed watcher: nothing more can be read; stop quietly.
+      if (this.db.pool.ended) break;
       if (this.mode === 'listen' && this.client == null) {
         try {
           await this.connect(signal);
@@ -216,7 +218,9 @@ export class CheckpointNotifier {
       const resyncEvery = listening ? this.resyncIntervalMs : this.pollIntervalMs;
       if (now - lastResync >= resyncEvery) {
         lastResync = now;
-        await this.refresh().catch((error) => this.logger.warn('Re-reading the checkpoint failed', error));
+        await this.refresh().catch((error) => {
+          if (!this.db.pool.ended) this.logger.warn('Re-reading the checkpoint failed', error);
+        });
       }
       if (listening && now - lastPing >= this.healthCheckMs) {
         lastPing = now;

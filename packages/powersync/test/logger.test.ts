@@ -3,10 +3,12 @@
 import { createTestDatabase } from '@pgstate/core/testing';
 import { afterAll, beforeAll, describe, expect, inject, test, vi } from 'vitest';
 import {
+  configureCheckpointNotifications,
   consoleLogger,
   Direction,
   type Logger,
   type MigrationAgent,
+  normalizeStorageConfig,
   PgStateBucketStorageFactory,
   PgStateStorageModule,
   type PgStateStorageProvider,
@@ -94,6 +96,30 @@ describe('logging', () => {
       spy.mockRestore();
     }
     expect(written.join('')).toMatch(/warn: \[test_\d+_[0-9a-f]+\] Cannot find previous record for delete/);
+  });
+
+  test('a live-checkpoint watcher that outlives its storage stops without logging failures', async () => {
+    const lines: string[] = [];
+    const config = normalizeStorageConfig({ type: 'pgstate', uri: url, sslmode: 'disable', schema: 'ps_log_watch' });
+    const factory = new PgStateBucketStorageFactory({ config, logger: winstonLike(lines) });
+    await factory.db.ensureMigrated();
+    configureCheckpointNotifications(factory.db, { mode: 'poll', pollIntervalMs: 20 });
+    const { stream } = await deploy(factory, GLOBAL_YAML);
+    const storage = factory.getInstance(stream);
+    {
+      await using writer = await storage.createWriter(WRITER);
+      await writer.markAllSnapshotDone('1/1');
+      await writer.commit('1/1');
+    }
+    const controller = new AbortController();
+    const updates = storage.watchCheckpointChanges({ user_id: 'u', signal: controller.signal })[Symbol.asyncIterator]();
+    expect((await updates.next()).done).toBe(false);
+    // The service shuts the storage down while a client's stream is still open.
+    await factory[Symbol.asyncDispose]();
+    await new Promise((resolve) => setTimeout(resolve, 300)); // many poll intervals
+    controller.abort();
+    await updates.return?.();
+    expect(lines.filter((l) => !l.startsWith('info') && !l.startsWith('debug'))).toEqual([]);
   });
 
   test('consoleLogger: levels, child prefixes, metadata, and no password in a line', () => {
