@@ -9,8 +9,14 @@ for (const name of Object.keys(env))
   if (/^PG(HOST|PORT|USER|PASSWORD|DATABASE|SSLMODE)$/.test(name) || name === 'PGSTATE_URL') delete env[name];
 const pgstate = (...args) => execFileSync('npx', ['--no-install', 'pgstate', ...args], { encoding: 'utf8', env });
 
-const first = JSON.parse(pgstate('doctor', '--json'));
-const second = JSON.parse(pgstate('doctor', '--json'));
+// --json prints {"ok": true, "data": report} (the envelope every command shares).
+const envelope = (text) => {
+  const doc = JSON.parse(text);
+  if (doc.ok !== true || typeof doc.data !== 'object') throw new Error(`not the --json envelope: ${text.slice(0, 200)}`);
+  return doc.data;
+};
+const first = envelope(pgstate('doctor', '--json'));
+const second = envelope(pgstate('doctor', '--json'));
 if (!first.ok || !second.ok || !first.embedded)
   throw new Error(`doctor did not report a healthy embedded server: ${JSON.stringify(first).slice(0, 400)}`);
 if (first.target.port !== second.target.port)

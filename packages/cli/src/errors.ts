@@ -32,7 +32,7 @@ export function reportError(
   const message = redact(err.message, options.secrets);
   const fix = err.fix ? redact(err.fix, options.secrets) : undefined;
   if (output.json) {
-    output.emitJson({ ok: false, error: { code, message, ...(fix ? { fix } : {}) } });
+    output.emitJsonFailure({ code, message, ...(fix ? { fix } : {}) });
   } else {
     output.stderr.write(`${output.styleErr('error', 'red', 'bold')} [${code}]: ${message}\n`);
     if (fix) output.stderr.write(`${output.styleErr('fix', 'cyan')}: ${fix}\n`);

@@ -6,6 +6,13 @@ import type { Writable } from 'node:stream';
 
 export type Status = 'pass' | 'warn' | 'fail' | 'skip';
 
+/** What `--json` says about an error (never a password: messages are redacted before they get here). */
+export interface JsonError {
+  code: string;
+  message: string;
+  fix?: string;
+}
+
 export interface OutputOptions {
   json: boolean;
   color: boolean | undefined;
@@ -87,9 +94,20 @@ export class Output {
     if (this.debugEnabled) this.stderr.write(`${this.styleErr(`debug: ${text}`, 'dim')}\n`);
   }
 
-  /** The one JSON document of a command in `--json` mode. */
-  emitJson(document: unknown): void {
-    this.stdout.write(`${JSON.stringify(document, null, 2)}\n`);
+  /**
+   * The one JSON document of a command in `--json` mode, in the envelope every command shares (docs/json-output.md):
+   * `{"ok": true, "data": ...}`.
+   */
+  emitJson(data: unknown): void {
+    this.stdout.write(`${JSON.stringify({ ok: true, data }, null, 2)}\n`);
+  }
+
+  /**
+   * The envelope of a failed command: `{"ok": false, "error": {code, message, fix?}}`, plus `data` when the command
+   * ran and has a report to give (doctor with failed checks, migrate --check with pending migrations).
+   */
+  emitJsonFailure(error: JsonError, data?: unknown): void {
+    this.stdout.write(`${JSON.stringify({ ok: false, error, ...(data === undefined ? {} : { data }) }, null, 2)}\n`);
   }
 
   /** `pass`/`warn`/`fail` marker as doctor prints it. */

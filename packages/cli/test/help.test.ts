@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { runCli } from './helpers.js';
+import { documentedCommands, runCli } from './helpers.js';
 
 /** Every command path the CLI has, read from its own `--help` ("Commands:" sections), depth first. */
 async function commandPaths(prefix: string[] = []): Promise<{ path: string[]; help: string }[]> {
@@ -26,5 +26,12 @@ describe('every command’s --help', () => {
         expect(defaults.length, `${name}: ${option.trim().replace(/\s+/g, ' ')}`).toBeLessThanOrEqual(1);
       }
     }
+    // Every command that does something (not a group of commands) documents its --json data in docs/json.
+    const leaves = all.filter(({ path, help }) => path.length > 0 && !/\nCommands:\n/.test(help)).map((c) => c.path);
+    expect(
+      documentedCommands()
+        .map((p) => p.join(' '))
+        .sort(),
+    ).toEqual(leaves.map((p) => p.join(' ')).sort());
   }, 300_000);
 });

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 
 export const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'bin.js');
 
@@ -10,8 +11,13 @@ export interface CliResult {
   code: number;
   stdout: string;
   stderr: string;
-  /** stdout parsed as JSON (throws when it is not one JSON document). */
+  /**
+   * With `--json`: the envelope checked against docs/json (envelope + the command's schema), then its `data`, or the
+   * whole `{ok: false, error}` document when a failure has no data. Throws when stdout is not one valid document.
+   */
   json<T = Record<string, unknown>>(): T;
+  /** stdout parsed as one JSON document, as printed. */
+  document<T = Record<string, unknown>>(): T;
 }
 
 /** An environment with nothing that names a server: what a fresh machine has. */
@@ -36,6 +42,9 @@ export function runCli(args: string[], env: Record<string, string> = cleanEnv())
         stdout,
         stderr,
         json<T>() {
+          return jsonData(args, stdout) as T;
+        },
+        document<T>() {
           return JSON.parse(stdout) as T;
         },
       });
@@ -59,4 +68,59 @@ export function withUser(url: string, user: string, password: string): string {
   u.username = user;
   u.password = password;
   return u.toString();
+}
+
+const SCHEMAS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'docs', 'json');
+const ajv = new Ajv2020({ allErrors: true, strict: false });
+const validators = new Map<string, ReturnType<typeof ajv.compile>>();
+function validator(name: string) {
+  let v = validators.get(name);
+  if (!v) {
+    v = ajv.compile(JSON.parse(fs.readFileSync(path.join(SCHEMAS, `${name}.schema.json`), 'utf8')));
+    validators.set(name, v);
+  }
+  return v;
+}
+
+/** Every command that has a schema in docs/json, as its words (`meltano-state-list` -> meltano state list). */
+export function documentedCommands(): string[][] {
+  return fs
+    .readdirSync(SCHEMAS)
+    .filter((f) => f.endsWith('.schema.json') && f !== 'envelope.schema.json')
+    .map((f) => f.slice(0, -'.schema.json'.length))
+    .map((name) => (name.startsWith('pulumi-migrate-') ? ['pulumi', name.slice('pulumi-'.length)] : name.split('-')));
+}
+
+/** The documented command an argument list runs: the longest command path found in order among its words. */
+function commandOf(args: string[]): string | undefined {
+  const words = args.filter((a) => !a.startsWith('-'));
+  const inOrder = (path: string[]) => {
+    let i = 0;
+    for (const w of words) if (w === path[i]) i++;
+    return i === path.length;
+  };
+  const found = documentedCommands()
+    .filter(inOrder)
+    .sort((a, b) => b.length - a.length)[0];
+  return found?.join('-');
+}
+
+/** Checks a `--json` document against the envelope and the command's schema; returns what tests look at. */
+export function jsonData(args: string[], stdout: string): unknown {
+  const doc = JSON.parse(stdout) as { ok: boolean; data?: unknown; error?: unknown };
+  const envelope = validator('envelope');
+  if (!envelope(doc))
+    throw new Error(`--json output is not the envelope: ${ajv.errorsText(envelope.errors)}\n${stdout}`);
+  const command = commandOf(args);
+  if (doc.data !== undefined && command) {
+    const check = validator(command);
+    if (!check(doc.data)) throw new Error(`pgstate ${command} --json: ${ajv.errorsText(check.errors)}\n${stdout}`);
+  }
+  return doc.ok || doc.data !== undefined ? doc.data : doc;
+}
+
+/** `pgstate --json serve`'s start document (its `data`), once the text holds all of it; throws until then. */
+export function serveDocument<T = { url: string }>(text: string): T {
+  JSON.parse(text);
+  return jsonData(['serve'], text) as T;
 }

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { createTestDatabase } from '@pgstate/core/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { cleanEnv, runCli } from './helpers.js';
+import { cleanEnv, jsonData, runCli } from './helpers.js';
 
 const env = cleanEnv({ PGSTATE_HOME: '/nonexistent/pgstate-must-not-be-used', NO_COLOR: '1' });
 let db: Awaited<ReturnType<typeof createTestDatabase>>;
@@ -103,7 +103,7 @@ describe('pgstate meltano state', () => {
     const asJson = await state(['get', ID, '--json']);
     expect(asJson.code).toBe(0);
     expect(asJson.stdout).toContain('"n": 12345678901234567890');
-    const doc = JSON.parse(asJson.stdout.replaceAll('12345678901234567890', '1'));
+    const doc = jsonData(['meltano', 'state', 'get', '--json'], asJson.stdout.replaceAll('12345678901234567890', '1'));
     expect(doc).toEqual({
       stateId: ID,
       exists: true,
@@ -170,7 +170,7 @@ describe('pgstate meltano state', () => {
       0,
     );
     const from = await state(['merge', 'dev:tapXa-to-t', '--from-state-id', 'dev:tap_a-to-t', '--json']);
-    expect(from.json()).toEqual({ ok: true, action: 'merge', stateId: 'dev:tapXa-to-t', from: 'dev:tap_a-to-t' });
+    expect(from.json()).toEqual({ action: 'merge', stateId: 'dev:tapXa-to-t', from: 'dev:tap_a-to-t' });
     expect((await state(['get', 'dev:tapXa-to-t'])).stdout).toBe(
       '{"singer_state":{"bookmarks":{"x":1,"a":1,"b":[2]}}}\n',
     );
@@ -188,7 +188,7 @@ describe('pgstate meltano state', () => {
     });
 
     const copy = await state(['copy', '--force', 'dev:tap_a-to-t', 'prod:tap_a-to-t', '--json']);
-    expect(copy.json()).toEqual({ ok: true, action: 'copy', from: 'dev:tap_a-to-t', to: 'prod:tap_a-to-t' });
+    expect(copy.json()).toEqual({ action: 'copy', from: 'dev:tap_a-to-t', to: 'prod:tap_a-to-t' });
     expect(await row('prod:tap_a-to-t')).toEqual({
       completed_state: '{"singer_state": {"bookmarks": {"a": 1, "b": [2]}}}',
       partial_state: null,
@@ -200,7 +200,6 @@ describe('pgstate meltano state', () => {
     expect((await row('prod:renamed'))?.completed_state).toBe('{"singer_state": {"bookmarks": {"a": 1, "b": [2]}}}');
 
     expect((await state(['clear', '--force', 'prod:renamed', '--json'])).json()).toEqual({
-      ok: true,
       action: 'clear',
       stateId: 'prod:renamed',
       cleared: true,
@@ -218,11 +217,16 @@ describe('pgstate meltano state', () => {
     );
     const parsed = JSON.parse(exported.stdout) as Record<string, unknown>;
     expect(Object.keys(parsed)).toEqual(['dev:loose', ID, 'dev:tapXa-to-t', 'dev:tap_a-to-t']);
+    // --json: the same document as the envelope's data (bigints exact, so compare the text).
+    const enveloped = await state(['export', '--json']);
+    expect(enveloped.code, enveloped.stderr).toBe(0);
+    expect(enveloped.stdout).toBe(`{"ok":true,"data":${exported.stdout.trimEnd()}}\n`);
+    expect(jsonData(['meltano', 'state', 'export', '--json'], enveloped.stdout)).toEqual(parsed);
     expect(parsed['dev:loose']).toEqual({ completed: { bookmarks: {} }, partial: {} });
 
     const file = path.join(tmp, 'export.json');
     const toFile = await state(['export', '--pattern', 'dev:tap?a*', '--file', file, '--json']);
-    expect(toFile.json()).toEqual({ ok: true, action: 'export', exported: 2, file });
+    expect(toFile.json()).toEqual({ action: 'export', exported: 2, file });
     expect(Object.keys(JSON.parse(fs.readFileSync(file, 'utf8')))).toEqual(['dev:tapXa-to-t', 'dev:tap_a-to-t']);
     expect(fs.readdirSync(tmp).filter((f) => f.includes('.partial-'))).toEqual([]);
 
@@ -232,7 +236,7 @@ describe('pgstate meltano state', () => {
     fs.writeFileSync(all, exported.stdout);
     const imported = await state(['import', all, '--json'], plugin);
     expect(imported.code, imported.stderr).toBe(0);
-    expect(imported.json()).toEqual({ ok: true, action: 'import', imported: 4 });
+    expect(imported.json()).toEqual({ action: 'import', imported: 4 });
     expect(await ids('plug.state')).toEqual(['dev:loose', ID, 'dev:tapXa-to-t', 'dev:tap_a-to-t']);
     expect(await row(ID, 'plug.state')).toEqual(await row(ID));
     expect((await state(['export'], plugin)).stdout).toBe(exported.stdout);
@@ -247,7 +251,7 @@ describe('pgstate meltano state', () => {
     expect((await state(['import', path.join(tmp, 'missing.json')], plugin)).code).toBe(1);
 
     const cleared = await state(['clear', '--all', '--force', '--json'], plugin);
-    expect(cleared.json()).toEqual({ ok: true, action: 'clear', all: true, cleared: 4 });
+    expect(cleared.json()).toEqual({ action: 'clear', all: true, cleared: 4 });
     expect(await ids('plug.state')).toEqual([]);
   });
 

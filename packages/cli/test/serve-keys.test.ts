@@ -9,7 +9,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { createTestDatabase } from '@pgstate/core/testing';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { BIN, cleanEnv, runCli, tempHome } from './helpers.js';
+import { BIN, cleanEnv, runCli, serveDocument, tempHome } from './helpers.js';
 
 let db: Awaited<ReturnType<typeof createTestDatabase>>;
 let home: string;
@@ -56,7 +56,7 @@ function startServe(args: string[], extraEnv: Record<string, string> = {}) {
     lines.on('line', (line) => {
       stdout += `${line}\n`;
       try {
-        resolve(JSON.parse(stdout));
+        resolve(serveDocument(stdout));
       } catch {}
     });
     void exited.then((code) => reject(new Error(`serve exited ${code}: ${stderr}`)));

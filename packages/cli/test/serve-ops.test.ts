@@ -10,7 +10,7 @@ import { createInterface } from 'node:readline';
 import { createTestDatabase } from '@pgstate/core/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { BIN, cleanEnv, runCli } from './helpers.js';
+import { BIN, cleanEnv, runCli, serveDocument } from './helpers.js';
 
 let db: Awaited<ReturnType<typeof createTestDatabase>>;
 const env = cleanEnv({ PGSTATE_HOME: '/nonexistent/pgstate-must-not-be-used' });
@@ -45,7 +45,7 @@ function startServe(args: string[], extraEnv: Record<string, string> = {}): Prom
     lines.on('line', (line) => {
       text += `${line}\n`;
       try {
-        const doc = JSON.parse(text) as Started['doc'];
+        const doc = serveDocument(text) as Started['doc'];
         lines.close();
         resolve({ child, doc, exited, stderr: () => stderr });
       } catch {}

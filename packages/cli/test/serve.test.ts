@@ -11,7 +11,7 @@ import { createInterface } from 'node:readline';
 import { createTestDatabase } from '@pgstate/core/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { BIN, cleanEnv, runCli } from './helpers.js';
+import { BIN, cleanEnv, runCli, serveDocument } from './helpers.js';
 
 let db: Awaited<ReturnType<typeof createTestDatabase>>;
 const env = cleanEnv({ PGSTATE_HOME: '/nonexistent/pgstate-must-not-be-used' });
@@ -46,7 +46,7 @@ function firstJson(child: ChildProcess): Promise<unknown> {
     lines.on('line', (line) => {
       text += `${line}\n`;
       try {
-        resolve(JSON.parse(text));
+        resolve(serveDocument(text));
         lines.close();
       } catch {}
     });

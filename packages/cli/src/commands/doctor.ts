@@ -69,8 +69,13 @@ export function register(program: Command, context: CommandContext): void {
       const summary = { pass: 0, warn: 0, fail: 0, skip: 0 };
       for (const c of report.checks) summary[c.status]++;
       if (o.json) {
-        o.emitJson({ ok: !failed, target: report.target, embedded: report.embedded, checks: report.checks, summary });
-        return;
+        const data = { ok: !failed, target: report.target, embedded: report.embedded, checks: report.checks, summary };
+        if (!failed) return o.emitJson(data);
+        const names = report.checks.filter((c) => c.status === 'fail').map((c) => c.id);
+        return o.emitJsonFailure(
+          { code: 'CHECKS_FAILED', message: `${names.length} check(s) failed: ${names.join(', ')}.` },
+          data,
+        );
       }
       o.line(
         `${o.style('pgstate doctor', 'bold')}  ${report.target ? describeConnection(report.target) : '(no connection)'}${report.embedded ? ' (pgstate’s own server)' : ''}`,

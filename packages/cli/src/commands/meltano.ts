@@ -81,8 +81,8 @@ export function register(program: Command, context: CommandContext): void {
   }
 
   /** A JSON document that may hold state values: bigints stay exact (JSON.stringify would throw on them). */
-  function emitState(document: JsonValue): void {
-    context.output.stdout.write(`${dumpJson(document, { indent: 2 })}\n`);
+  function emitState(data: JsonValue): void {
+    context.output.stdout.write(`${dumpJson({ ok: true, data }, { indent: 2 })}\n`);
   }
 
   /** Meltano asks before destructive commands unless --force; without a terminal to ask on, --force is required. */
@@ -100,7 +100,7 @@ export function register(program: Command, context: CommandContext): void {
   }
 
   function done(document: Record<string, JsonValue>, message: string): void {
-    if (context.output.json) context.output.emitJson({ ok: true, ...document });
+    if (context.output.json) context.output.emitJson(document);
     else context.output.note(message);
   }
 
@@ -289,16 +289,18 @@ export function register(program: Command, context: CommandContext): void {
         const out = partial ? fs.createWriteStream(partial) : context.output.stdout;
         const write = (chunk: string) =>
           out.write(chunk) ? Promise.resolve() : new Promise<void>((resolve) => out.once('drain', () => resolve()));
+        // With --json on stdout the export document is the envelope's data. The opening is written together with the
+        // first state, so a state that cannot be read leaves nothing on stdout.
+        const [head, tail] = context.output.json && !o.file ? ['{"ok":true,"data":{', '}}\n'] : ['{', '}\n'];
         let n = 0;
         try {
-          await write('{');
           for await (const s of store.states(o.pattern)) {
             const entry = dumpJson({ completed: s.completed, partial: s.partial }, { compact: true });
-            await write(`${n === 0 ? '' : ','}${dumpJson(s.stateId, { compact: true })}:${entry}`);
+            await write(`${n === 0 ? head : ','}${dumpJson(s.stateId, { compact: true })}:${entry}`);
             n++;
             bar.tick(1, s.stateId);
           }
-          await write('}\n');
+          await write(n === 0 ? `${head}${tail}` : tail);
           if (partial && o.file) {
             await new Promise<void>((resolve, reject) =>
               (out as fs.WriteStream).end((e?: Error | null) => (e ? reject(e) : resolve())),
@@ -313,7 +315,7 @@ export function register(program: Command, context: CommandContext): void {
           }
         }
         if (o.file) {
-          if (context.output.json) context.output.emitJson({ ok: true, action: 'export', exported: n, file: o.file });
+          if (context.output.json) context.output.emitJson({ action: 'export', exported: n, file: o.file });
           else context.output.note(`Exported ${n} state(s) to ${o.file}.`);
         }
       }),

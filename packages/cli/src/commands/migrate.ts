@@ -67,8 +67,7 @@ export function register(program: Command, context: CommandContext): void {
       if (flags.check && behind) context.exitCode = EXIT.MIGRATIONS_PENDING;
       const o = context.output;
       if (o.json) {
-        o.emitJson({
-          ok: !(flags.check && behind),
+        const data = {
           dryRun,
           upToDate: !behind,
           ...(shape.length ? { shape } : {}),
@@ -85,8 +84,16 @@ export function register(program: Command, context: CommandContext): void {
                   .join('\n'),
               }
             : {}),
-        });
-        return;
+        };
+        if (!(flags.check && behind)) return o.emitJson(data);
+        return o.emitJsonFailure(
+          {
+            code: 'MIGRATIONS_PENDING',
+            message: `${pending.length} migration(s) pending${shape.length ? `, ${shape.length} table shape problem(s)` : ''}.`,
+            fix: 'Run pgstate migrate (with a role that may create tables).',
+          },
+          data,
+        );
       }
       for (const problem of shape) o.line(`${o.style('shape', 'red')}  ${problem}`);
       if (flags.dryRun) {

@@ -114,13 +114,17 @@ export function register(program: Command, context: CommandContext): void {
   withExamples(
     pulumi
       .command('export <stack>')
-      .description('print a stack’s deployment like `pulumi stack export` (always JSON)')
+      .description('print a stack’s deployment like `pulumi stack export` (JSON; with --json inside the envelope)')
       .option('--file <path>', 'write to a file instead of stdout')
       .action(async (stack: string, o: { file?: string }) => {
         const { project, stack: name } = parseStack(stack);
-        const text = `${JSON.stringify(await (await open()).exportDeployment(project, name), null, 4)}\n`;
-        if (o.file) fs.writeFileSync(o.file, text);
-        else context.output.stdout.write(text);
+        const deployment = await (await open()).exportDeployment(project, name);
+        // The file (or plain stdout) is exactly what `pulumi stack export` writes; --json wraps stdout in the envelope.
+        if (o.file) {
+          fs.writeFileSync(o.file, `${JSON.stringify(deployment, null, 4)}\n`);
+          if (context.output.json) context.output.emitJson({ exported: `${project}/${name}`, file: o.file });
+        } else if (context.output.json) context.output.emitJson(deployment);
+        else context.output.stdout.write(`${JSON.stringify(deployment, null, 4)}\n`);
       }),
     [['pgstate pulumi export app/dev > dev.json', 'save a deployment']],
   );
