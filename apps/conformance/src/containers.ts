@@ -31,11 +31,18 @@ const HOST_LABEL = 'org.pgstate.conformance.host';
 /** Where the harness's pg_hba.conf goes in the container (`-c hba_file=` works for every postgres image). */
 const HBA_PATH = '/etc/pgstate_hba.conf';
 
+export type ContainerNetwork = 'host' | 'published';
+
 export interface ContainerSettings {
   /** The image for a major. */
   image(major: number): string;
   /** Whether a missing image may be pulled (PGSTATE_CONFORMANCE_PULL=1). */
   pull: boolean;
+  /**
+   * `host` on Linux (the container shares this machine's network namespace: no proxy between client and server),
+   * `published` elsewhere (Docker Desktop's VM): a port published on 127.0.0.1. PGSTATE_CONFORMANCE_NETWORK overrides.
+   */
+  network: ContainerNetwork;
 }
 
 export function containerSettings(env: NodeJS.ProcessEnv = process.env): ContainerSettings {
@@ -43,6 +50,10 @@ export function containerSettings(env: NodeJS.ProcessEnv = process.env): Contain
   return {
     image: (major) => template.replaceAll('{major}', String(major)),
     pull: env.PGSTATE_CONFORMANCE_PULL === '1',
+    network:
+      (env.PGSTATE_CONFORMANCE_NETWORK ?? (process.platform === 'linux' ? 'host' : 'published')) === 'host'
+        ? 'host'
+        : 'published',
   };
 }
 
@@ -208,7 +219,7 @@ const SIGNALS: Record<RestartMode, string> = { fast: 'SIGINT', immediate: 'SIGQU
 
 /**
  * Starts PostgreSQL `major` from `image` with the fixtures every harness server has (TLS with run-time certificates,
- * the mTLS role, PgBouncer), port published on 127.0.0.1. The container keeps its data volume across `restart`.
+ * the mTLS role, PgBouncer), listening on 127.0.0.1. The container keeps its data volume across `restart`.
  */
 export async function startContainerServer(options: {
   endpoint: string;
@@ -216,6 +227,7 @@ export async function startContainerServer(options: {
   major: number;
   dir: string;
   pull?: boolean;
+  network?: ContainerNetwork;
 }): Promise<StartedServer> {
   const { endpoint, image, dir } = options;
   if (!options.pull && !(await imagePresent(endpoint, image)))
@@ -226,9 +238,11 @@ export async function startContainerServer(options: {
   process.env.TESTCONTAINERS_HOST_OVERRIDE = '127.0.0.1';
   const { PostgreSqlContainer } = await import('@testcontainers/postgresql');
 
-  /** The module publishes ports on every interface; this one binds them to 127.0.0.1 only. */
+  const network = options.network ?? containerSettings().network;
+  /** The module publishes 5432 on every interface: here only on 127.0.0.1, or not at all with host networking. */
   class LoopbackPostgreSqlContainer extends PostgreSqlContainer {
     override async start() {
+      if (network === 'host') this.hostConfig.PortBindings = {};
       for (const bindings of Object.values(this.hostConfig.PortBindings ?? {}) as { HostIp?: string }[][])
         for (const binding of bindings) binding.HostIp = '127.0.0.1';
       return super.start();
@@ -241,15 +255,22 @@ export async function startContainerServer(options: {
   // A fixed host port (rather than an ephemeral one) stays the same when the container restarts.
   const port = await freeLoopbackPort();
   const hba = ['local all all trust', ...MTLS_HBA, 'host all all all scram-sha-256'].join('\n');
+  // fsync off as for the local clusters: throwaway data, and a killed postgres loses nothing the kernel has.
+  const command = ['postgres', '-c', `hba_file=${HBA_PATH}`, '-c', 'fsync=off', '-c', 'max_connections=200'];
   let container = new LoopbackPostgreSqlContainer(image)
     .withUsername('postgres')
     .withPassword(password)
     .withDatabase('postgres')
-    .withExposedPorts({ container: 5432, host: port })
     .withLabels({ [RUNNER_LABEL]: String(runnerPid()), [HOST_LABEL]: os.hostname() })
-    .withCopyContentToContainer([{ content: `${hba}\n`, target: HBA_PATH, mode: 0o644 }])
-    // fsync off as for the local clusters: throwaway data, and a killed postgres loses nothing the kernel has.
-    .withCommand(['postgres', '-c', `hba_file=${HBA_PATH}`, '-c', 'fsync=off', '-c', 'max_connections=200']);
+    .withCopyContentToContainer([{ content: `${hba}\n`, target: HBA_PATH, mode: 0o644 }]);
+  container =
+    network === 'host'
+      ? // PostgreSQL itself listens on 127.0.0.1:<port> of the host; PGPORT also reaches the module's pg_isready.
+        container
+          .withNetworkMode('host')
+          .withEnvironment({ PGPORT: String(port) })
+          .withCommand([...command, '-c', 'listen_addresses=127.0.0.1'])
+      : container.withExposedPorts({ container: 5432, host: port }).withCommand(command);
   if (tls) container = container.withSSLCert(tls.caFile, tls.serverCertFile, tls.serverKeyFile);
   const started = await container.start();
   const id = started.getId();
@@ -258,11 +279,11 @@ export async function startContainerServer(options: {
     major: options.major,
     version: String(options.major),
     source: 'container',
-    origin: `container ${image} (${id.slice(0, 12)}, 127.0.0.1:${port})`,
+    origin: `container ${image} (${id.slice(0, 12)}, ${network === 'host' ? 'host network' : 'published'} 127.0.0.1:${port})`,
     adminUrl,
     host: '127.0.0.1',
     port,
-    container: { id, image, endpoint },
+    container: { id, image, endpoint, network },
     tlsReason,
   };
   let bouncer: { stop(): Promise<void> } | undefined;

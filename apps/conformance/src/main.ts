@@ -1,5 +1,5 @@
 /**
- * `pnpm conformance [--ci] [--pg 16[,17]] [--suites <glob,...>] [--out <dir>] [--workers N] [--node 24]`
+ * `pnpm conformance [--ci [--one-version]] [--pg 16[,17]] [--suites <glob,...>] [--out <dir>] [--workers N] [--node 24]`
  * Every adapter suite against every PostgreSQL it can get; writes report.json, report.md and report.html.
  */
 import { execFileSync } from 'node:child_process';
@@ -12,6 +12,7 @@ import { APP_DIR, runConformance } from './runner.js';
 const { values } = parseArgs({
   options: {
     ci: { type: 'boolean', default: false },
+    'one-version': { type: 'boolean', default: false },
     pg: { type: 'string', multiple: true },
     suites: { type: 'string' },
     out: { type: 'string' },
@@ -46,10 +47,11 @@ fs.mkdirSync(outDir, { recursive: true });
 
 const started = performance.now();
 console.log(
-  `conformance: ${values.ci ? 'CI mode (one PostgreSQL version)' : 'matrix'} on Node ${node?.version ?? process.version}; reports in ${outDir}`,
+  `conformance: ${values.ci ? 'CI mode (one or two PostgreSQL versions)' : 'matrix'} on Node ${node?.version ?? process.version}; reports in ${outDir}`,
 );
 const report = await runConformance({
   ci: values.ci ?? false,
+  oneVersion: values['one-version'] ?? false,
   majors: majors?.length ? majors : undefined,
   include: values.suites?.split(','),
   workers: values.workers ? Number(values.workers) : undefined,

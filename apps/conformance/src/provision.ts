@@ -114,7 +114,15 @@ export async function discover(options: { majors: number[]; env?: NodeJS.Process
         major,
         source: 'container',
         origin: `container ${image} via ${runtime.endpoint}`,
-        start: (dir) => startContainerServer({ endpoint: runtime.endpoint, image, major, dir, pull: settings.pull }),
+        start: (dir) =>
+          startContainerServer({
+            endpoint: runtime.endpoint,
+            image,
+            major,
+            dir,
+            pull: settings.pull,
+            network: settings.network,
+          }),
       });
     }
     const notes = [`runtime at ${runtime.endpoint}`];

@@ -19,7 +19,9 @@ export const APP_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url))
 
 export interface RunOptions {
   ci: boolean;
-  /** Majors to run; default: 14-18 (plus the majors of explicit URLs), or one server in CI mode. */
+  /** CI mode without the container major: only the first version the priority order yields. */
+  oneVersion?: boolean;
+  /** Majors to run; default: 14-18 (plus the majors of explicit URLs), or one or two in CI mode (see ciMajors). */
   majors?: number[];
   /** Suite files (globs relative to apps/conformance); default suites/**\/*.conformance.ts. */
   include?: string[];
@@ -117,8 +119,9 @@ export const CI_CONTAINER_MAJOR = 18;
  * CI runs one or two majors: the first one the priority order yields (an explicit URL, a container, local binaries)
  * and, when containers are available, PostgreSQL 18 in a container too.
  */
-function ciMajors(discovery: Discovery): number[] {
+function ciMajors(discovery: Discovery, oneVersion = false): number[] {
   const first = discovery.candidates[0]?.major ?? 15;
+  if (oneVersion) return [first];
   const container = discovery.candidates.some((c) => c.source === 'container' && c.major === CI_CONTAINER_MAJOR);
   return container && first !== CI_CONTAINER_MAJOR ? [first, CI_CONTAINER_MAJOR] : [first];
 }
@@ -164,7 +167,7 @@ export async function runConformance(options: RunOptions): Promise<Report> {
     const discovery = await discover({ majors: wanted });
     provisioning.push(...discovery.log);
     for (const line of discovery.log) options.print(`  ${line}`);
-    const majors = options.majors ?? (options.ci ? ciMajors(discovery) : matrixMajors(discovery));
+    const majors = options.majors ?? (options.ci ? ciMajors(discovery, options.oneVersion) : matrixMajors(discovery));
     const cells = new Map<string, Cell>();
     const versions: VersionRun[] = [];
     for (const major of majors) {

@@ -27,7 +27,7 @@ export interface ServerTarget {
   /** Server binaries, when this run may start more clusters of the same version (private servers, restarts). */
   binDir?: string;
   /** The container serving it, when the source is a container (private servers start another from the image). */
-  container?: { id: string; image: string; endpoint: string };
+  container?: { id: string; image: string; endpoint: string; network: 'host' | 'published' };
   tls?: { caFile: string; certFile: string; keyFile: string; user: string; host: string };
   tlsReason?: string;
   pgbouncer?: { port: number };
