@@ -302,7 +302,16 @@ export async function startContainerServer(options: {
       await waitUntilReady(adminUrl, Date.now() + 60_000);
     },
     async pause() {
-      await engine(endpoint, 'POST', `/containers/${id}/pause`);
+      // The cgroup freezer gives up when a process is busy in the kernel at that moment ("unable to freeze"): retry.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await engine(endpoint, 'POST', `/containers/${id}/pause`);
+          return;
+        } catch (error) {
+          if (attempt >= 10 || !/unable to freeze/.test((error as Error).message)) throw error;
+          await new Promise((r) => setTimeout(r, 100 * attempt));
+        }
+      }
     },
     async unpause() {
       await engine(endpoint, 'POST', `/containers/${id}/unpause`);
