@@ -1,7 +1,7 @@
 // Row values from another copy of @powersync/service-sync-rules (found with the real service: its replicator builds
 // timestamps with its own copy; with a second copy in the package, the column vanished from every synced row).
 import { createTestDatabase } from '@pgstate/core/testing';
-import { DateTimeValue } from '@powersync/service-sync-rules';
+import { DateTimeValue, type SqliteRow, TimeValuePrecision } from '@powersync/service-sync-rules';
 import { afterAll, beforeAll, expect, inject, test } from 'vitest';
 import { pgstateTestSetup, SaveOperationTag } from '../src/index.js';
 import { all, bucket, deploy, rid, table, WRITER } from './helpers.js';
@@ -41,14 +41,17 @@ test("a timestamp made by this package's sync-rules reaches the bucket; one from
     // What the replicator does: applyRowContext on the decoded row, then save.
     const own = rules.applyRowContext({
       id: 'n1',
-      created_at: new DateTimeValue('2025-09-10T13:17:14Z', undefined, {}),
-    });
+      created_at: new DateTimeValue('2025-09-10T13:17:14Z', undefined, {
+        subSecondPrecision: TimeValuePrecision.seconds,
+        defaultSubSecondPrecision: TimeValuePrecision.seconds,
+      }),
+    }) as SqliteRow;
     await writer.save({ sourceTable, tag: SaveOperationTag.INSERT, after: own, afterReplicaId: rid('n1') });
 
     const foreign = rules.applyRowContext({
       id: 'n2',
       created_at: new OtherCopyDateTimeValue('2025-09-11T10:00:00Z') as never,
-    });
+    }) as SqliteRow;
     await expect(
       writer.save({ sourceTable, tag: SaveOperationTag.INSERT, after: foreign, afterReplicaId: rid('n2') }),
     ).rejects.toMatchObject({
