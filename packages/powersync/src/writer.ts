@@ -752,8 +752,15 @@ export class PgStateBucketBatch extends Observers<BucketBatchStorageListener> im
    */
   private async loadCurrent(client: Queryable, ops: RecordOperation[]): Promise<Map<string, CurrentRow>> {
     const n = this.db.names;
-    const keys = new Map<string, RecordOperation>();
-    for (const op of ops) if (!keys.has(op.beforeCacheKey)) keys.set(op.beforeCacheKey, op);
+    const keys = new Map<string, { tableId: string; key: Buffer }>();
+    for (const op of ops) {
+      if (!keys.has(op.beforeCacheKey)) keys.set(op.beforeCacheKey, { tableId: op.tableId, key: op.beforeKey });
+      // A new replica id may already be stored (a snapshot taken while the change streamed in, e.g. after a replica
+      // identity change): look it up too, so the row is updated instead of inserted twice.
+      if (op.afterCacheKey != null && op.afterKey != null && !keys.has(op.afterCacheKey)) {
+        keys.set(op.afterCacheKey, { tableId: op.tableId, key: op.afterKey });
+      }
+    }
     const sorted = [...keys.entries()].sort(byCacheKey).map((e) => e[1]);
     const withData = !this.skipExistingRows;
     const rows = await this.db.query<{
@@ -782,7 +789,7 @@ export class PgStateBucketBatch extends Observers<BucketBatchStorageListener> im
       [
         this.groupId,
         JSON.stringify(sorted.map((o) => o.tableId)),
-        JSON.stringify(sorted.map((o) => o.beforeKey.toString('hex'))),
+        JSON.stringify(sorted.map((o) => o.key.toString('hex'))),
         this.options.batchLimits.max_current_data_batch_size,
         withData,
       ],
