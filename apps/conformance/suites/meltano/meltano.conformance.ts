@@ -360,6 +360,15 @@ defineConformance<MeltanoStateStore, { rows(table: string): Promise<Record<strin
           '{"singer_state":{"bookmarks":{"big":12345678901234567890}}}',
         );
         expect((await project.state('list')).split('\n').sort()).toEqual(['dev:from-pgstate', id]);
+
+        // `--pattern` selects the same ids as stock Meltano on its systemdb (`*` -> %, then SQL LIKE: `_` and `%`
+        // are wildcards there, `?` is literal).
+        for (const extra of ['sys:one', 'sys:?ne', 'sys_x', 'sysAx', 'sys%lit', 'sysx', 'sys?x'])
+          await store.set(extra, JSON.stringify(S({ n: 1 })));
+        for (const pattern of ['sys:?ne', 'sys_*', 'sys%', 'sys?x', 'dev:*', '*x']) {
+          const stock = (await project.state('list', '--pattern', pattern)).split('\n').filter(Boolean).sort();
+          expect((await store.list(pattern)).sort(), pattern).toEqual(stock);
+        }
       },
       { lanes: ['meltano-systemdb'], timeout: 600_000 },
     );
