@@ -1,7 +1,8 @@
-import { execFile } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 
@@ -123,4 +124,36 @@ export function jsonData(args: string[], stdout: string): unknown {
 export function serveDocument<T = { url: string }>(text: string): T {
   JSON.parse(text);
   return jsonData(['serve'], text) as T;
+}
+
+export interface ServeProcess<T> {
+  child: ChildProcess;
+  /** The start document's data (checked against its schema); rejects when serve exits before printing it. */
+  doc: Promise<T>;
+  exited: Promise<number | null>;
+  /** Everything the process printed so far, stdout then stderr. */
+  output(): string;
+  stderr(): string;
+}
+
+/** Runs the built `pgstate --json serve <args>` as a user would, collecting its output. */
+export function spawnServe<T = { url: string }>(args: string[], env: Record<string, string>): ServeProcess<T> {
+  const child = spawn(process.execPath, [BIN, '--json', 'serve', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stderr!.on('data', (d) => {
+    stderr += d;
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const doc = new Promise<T>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
+      stdout += `${line}\n`;
+      try {
+        resolve(serveDocument<T>(stdout));
+      } catch {}
+    });
+    void exited.then((code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
+  });
+  return { child, doc, exited, output: () => stdout + stderr, stderr: () => stderr };
 }

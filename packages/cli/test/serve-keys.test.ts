@@ -3,13 +3,12 @@
  * AWS CLI (a read-only auditor, a Meltano key kept out of the Pulumi bucket). Secrets given by file or environment
  * never show in the process's command line (what `ps` shows), its output or its log; an open keys file is refused.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { createTestDatabase } from '@pgstate/core/testing';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { BIN, cleanEnv, runCli, serveDocument, tempHome } from './helpers.js';
+import { cleanEnv, runCli, spawnServe, tempHome } from './helpers.js';
 
 let db: Awaited<ReturnType<typeof createTestDatabase>>;
 let home: string;
@@ -41,27 +40,7 @@ afterAll(async () => {
 });
 
 function startServe(args: string[], extraEnv: Record<string, string> = {}) {
-  const child = spawn(process.execPath, [BIN, '--json', 'serve', '--url', db.url, '--listen', '127.0.0.1:0', ...args], {
-    env: { ...env, ...extraEnv },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  let stdout = '';
-  child.stderr!.on('data', (d) => {
-    stderr += d;
-  });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
-  const doc = new Promise<{ url: string }>((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout! });
-    lines.on('line', (line) => {
-      stdout += `${line}\n`;
-      try {
-        resolve(serveDocument(stdout));
-      } catch {}
-    });
-    void exited.then((code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
-  });
-  return { child, doc, exited, output: () => stdout + stderr };
+  return spawnServe(['--url', db.url, '--listen', '127.0.0.1:0', ...args], { ...env, ...extraEnv });
 }
 
 function aws(url: string, key: { id: string; secret: string }, args: string[]): Promise<{ code: number; out: string }> {

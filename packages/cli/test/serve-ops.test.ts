@@ -6,11 +6,10 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import net from 'node:net';
-import { createInterface } from 'node:readline';
 import { createTestDatabase } from '@pgstate/core/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { BIN, cleanEnv, runCli, serveDocument } from './helpers.js';
+import { BIN, cleanEnv, runCli, spawnServe } from './helpers.js';
 
 let db: Awaited<ReturnType<typeof createTestDatabase>>;
 const env = cleanEnv({ PGSTATE_HOME: '/nonexistent/pgstate-must-not-be-used' });
@@ -29,29 +28,9 @@ interface Started {
   stderr: () => string;
 }
 
-function startServe(args: string[], extraEnv: Record<string, string> = {}): Promise<Started> {
-  const child = spawn(process.execPath, [BIN, '--json', 'serve', '--url', db.url, ...args], {
-    env: { ...env, ...extraEnv },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  let stderr = '';
-  child.stderr!.on('data', (d) => {
-    stderr += d;
-  });
-  return new Promise((resolve, reject) => {
-    let text = '';
-    const lines = createInterface({ input: child.stdout! });
-    lines.on('line', (line) => {
-      text += `${line}\n`;
-      try {
-        const doc = serveDocument(text) as Started['doc'];
-        lines.close();
-        resolve({ child, doc, exited, stderr: () => stderr });
-      } catch {}
-    });
-    void exited.then((code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
-  });
+async function startServe(args: string[], extraEnv: Record<string, string> = {}): Promise<Started> {
+  const s = spawnServe<Started['doc']>(['--url', db.url, ...args], { ...env, ...extraEnv });
+  return { child: s.child, doc: await s.doc, exited: s.exited, stderr: s.stderr };
 }
 
 describe('pgstate serve, operated', () => {

@@ -7,11 +7,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { createTestDatabase } from '@pgstate/core/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { BIN, cleanEnv, runCli, serveDocument } from './helpers.js';
+import { BIN, cleanEnv, runCli, spawnServe } from './helpers.js';
 
 let db: Awaited<ReturnType<typeof createTestDatabase>>;
 const env = cleanEnv({ PGSTATE_HOME: '/nonexistent/pgstate-must-not-be-used' });
@@ -38,37 +37,11 @@ async function rows(sql: string): Promise<Array<Record<string, unknown>>> {
   }
 }
 
-/** The one JSON document `--json` prints at start (possibly over several lines). */
-function firstJson(child: ChildProcess): Promise<unknown> {
-  return new Promise((resolve) => {
-    let text = '';
-    const lines = createInterface({ input: child.stdout! });
-    lines.on('line', (line) => {
-      text += `${line}\n`;
-      try {
-        resolve(serveDocument(text));
-        lines.close();
-      } catch {}
-    });
-  });
-}
-
-function startServe(
+async function startServe(
   args: string[],
 ): Promise<{ child: ChildProcess; doc: { url: string; pulumiLogin: string }; exited: Promise<number | null> }> {
-  const child = spawn(process.execPath, [BIN, '--json', 'serve', '--url', db.url, '--listen-port', '0', ...args], {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  let stderr = '';
-  child.stderr!.on('data', (d) => {
-    stderr += d;
-  });
-  return new Promise((resolve, reject) => {
-    void firstJson(child).then((doc) => resolve({ child, doc: doc as { url: string; pulumiLogin: string }, exited }));
-    void exited.then((code) => reject(new Error(`serve exited ${code}: ${stderr}`)));
-  });
+  const s = spawnServe<{ url: string; pulumiLogin: string }>(['--url', db.url, '--listen-port', '0', ...args], env);
+  return { child: s.child, doc: await s.doc, exited: s.exited };
 }
 
 describe('pgstate serve', () => {
@@ -101,15 +74,12 @@ describe('pgstate serve', () => {
     named.child.kill('SIGTERM');
     expect(await named.exited).toBe(0);
     const envWithKeys = { ...env, PGSTATE_S3_ACCESS_KEY_ID: 'AK', PGSTATE_S3_SECRET_ACCESS_KEY: 'SK' };
-    const signed = spawn(process.execPath, [BIN, '--json', 'serve', '--url', db.url, '--listen-port', '0'], {
-      env: envWithKeys,
-      stdio: ['ignore', 'pipe', 'ignore'],
-    });
-    const started = (await firstJson(signed)) as { url: string };
+    const signed = spawnServe(['--url', db.url, '--listen-port', '0'], envWithKeys);
+    const started = await signed.doc;
     const unsigned = await fetch(`${started.url}/pulumi-state/x`, { method: 'PUT', body: 'x' });
     expect(unsigned.status).toBe(403);
     expect(await unsigned.text()).toContain('<Code>AccessDenied</Code>');
-    signed.kill('SIGTERM');
+    signed.child.kill('SIGTERM');
     const open = await runCli(['serve', '--url', db.url, '--listen-host', '0.0.0.0', '--listen-port', '0'], env);
     expect(open.code).toBe(2);
     expect(open.stderr).toMatch(/without access keys/);
