@@ -114,25 +114,25 @@ describe('ReportStorage', () => {
   });
 
   test('a reconnect the same UTC day re-uses its row (and reopens it); another day gets a new row', async () => {
-    await connect('u', 'c', 'sdk/1', minutes(-10), minutes(5));
-    await reports.reportClientDisconnection({
+    // The service's clock is pinned to noon UTC: "the same UTC day" must not depend on when the test runs (ten
+    // minutes before the real clock is yesterday just after midnight).
+    const noon = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate(), 12));
+    const at = (mins: number) => new Date(noon.getTime() + mins * 60_000);
+    const today = new PgStateReportStorage(factory.db, { now: () => noon });
+    const report = (storage: PgStateReportStorage, sdk: string, connected_at: Date) =>
+      storage.reportClientConnection({ user_id: 'u', client_id: 'c', sdk, connected_at, jwt_exp: at(24 * 60) });
+    await report(today, 'sdk/1', at(-10));
+    await today.reportClientDisconnection({
       user_id: 'u',
       client_id: 'c',
-      connected_at: minutes(-10),
-      disconnected_at: minutes(-1),
+      connected_at: at(-10),
+      disconnected_at: at(-1),
     });
     expect(await rows()).toEqual([{ user_id: 'u', client_id: 'c', sdk: 'sdk/1', disconnected: true, expired: true }]);
-    await connect('u', 'c', 'sdk/2', now, minutes(5));
+    await report(today, 'sdk/2', noon);
     expect(await rows()).toEqual([{ user_id: 'u', client_id: 'c', sdk: 'sdk/2', disconnected: false, expired: false }]);
     // The service's clock says tomorrow: a new row.
-    const tomorrow = new PgStateReportStorage(factory.db, { now: () => days(1) });
-    await tomorrow.reportClientConnection({
-      user_id: 'u',
-      client_id: 'c',
-      sdk: 'sdk/3',
-      connected_at: days(1),
-      jwt_exp: days(1),
-    });
+    await report(new PgStateReportStorage(factory.db, { now: () => at(24 * 60) }), 'sdk/3', at(24 * 60));
     expect((await rows()).map((r) => r.sdk)).toEqual(['sdk/2', 'sdk/3']);
   });
 
