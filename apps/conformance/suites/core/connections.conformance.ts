@@ -67,11 +67,24 @@ defineConformance({
 
     test('the pool keeps serving after its backends are terminated', async (t) => {
       await t.adapter.query('SELECT 1');
-      expect(await t.faults.terminateBackends()).toBeGreaterThan(0);
-      // The next query may meet a connection the server just closed; a user retries once, so do we.
-      await t.adapter.query('SELECT 1').catch(() => undefined);
-      const { rows } = await t.adapter.query<{ one: number }>('SELECT 1 AS one');
-      expect(rows[0]?.one).toBe(1);
+      const terminated = await t.faults.terminateBackends();
+      expect(terminated).toBeGreaterThan(0);
+      // A query may meet a connection the server just closed, and each such connection fails at most one query
+      // before it is discarded: directly that is the pool's own, behind PgBouncer each of its server connections that
+      // was killed (it hands them out until it sees them fail). So a user's retries succeed within that many + 1.
+      let rows: { one: number }[] | undefined;
+      const failures: string[] = [];
+      for (let attempt = 0; attempt <= terminated && !rows; attempt++) {
+        rows = await t.adapter
+          .query<{ one: number }>('SELECT 1 AS one')
+          .then((r) => r.rows)
+          .catch((error: Error) => {
+            failures.push(error.message);
+            return undefined;
+          });
+      }
+      expect(rows?.[0]?.one, failures.join('; ')).toBe(1);
+      expect(failures.length).toBeLessThanOrEqual(terminated);
     });
 
     test(
