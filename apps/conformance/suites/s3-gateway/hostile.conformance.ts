@@ -70,6 +70,8 @@ class Serve {
         '--application-name',
         APP,
         'serve',
+        '--url',
+        lane.url,
         '--listen',
         '127.0.0.1:0',
         '--keys-file',
@@ -81,11 +83,7 @@ class Serve {
         '--shutdown-grace',
         '5',
       ],
-      // The database URL (with its password) goes in the environment, never on the command line `ps` shows.
-      {
-        stdio: ['ignore', 'pipe', 'pipe'],
-        env: { PATH: process.env.PATH ?? '', HOME: os.tmpdir(), PGSTATE_URL: lane.url },
-      },
+      { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '', HOME: os.tmpdir() } },
     );
     this.child.stderr!.on('data', (d) => {
       this.log += d;
@@ -259,10 +257,7 @@ defineConformance({
   async setup(_admin, lane) {
     const { execFileSync } = await import('node:child_process');
     for (const adapter of ['pulumi', 'meltano']) {
-      execFileSync(process.execPath, [BIN, 'migrate', '--adapter', adapter], {
-        stdio: 'ignore',
-        env: { ...process.env, PGSTATE_URL: lane.url },
-      });
+      execFileSync(process.execPath, [BIN, '--url', lane.url, 'migrate', '--adapter', adapter], { stdio: 'ignore' });
     }
   },
   async create(lane) {
