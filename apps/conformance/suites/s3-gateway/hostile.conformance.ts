@@ -257,7 +257,10 @@ defineConformance({
   async setup(_admin, lane) {
     const { execFileSync } = await import('node:child_process');
     for (const adapter of ['pulumi', 'meltano']) {
-      execFileSync(process.execPath, [BIN, '--url', lane.url, 'migrate', '--adapter', adapter], { stdio: 'ignore' });
+      // setup runs before the lane's own URL exists (lane.url is still ''): as the admin, on the lane's database.
+      execFileSync(process.execPath, [BIN, '--url', lane.adminUrl, 'migrate', '--adapter', adapter], {
+        stdio: 'ignore',
+      });
     }
   },
   async create(lane) {
