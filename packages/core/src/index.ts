@@ -1,3 +1,4 @@
+export * from './adapter.js';
 export * from './advisory.js';
 export * from './bucket-handler.js';
 export {
@@ -26,3 +27,4 @@ export * from './lease.js';
 export { parseConnectionSettings } from './parse.js';
 export { lookupPgpass, type PgpassQuery, type PgpassResult } from './pgpass.js';
 export * from './settings.js';
+export { withoutSqlAlchemyDriver } from './sqlalchemy.js';
