@@ -1,7 +1,7 @@
 // Generates the committed SQL migrations from the Drizzle templates in src/templates/*.ts, or checks that they agree.
 //   node scripts/migrations.mjs generate [set] [--name <migration name>]
 //   node scripts/migrations.mjs check          (part of `pnpm test`)
-// One migration set per template file: src/templates/<set>.ts -> drizzle/<set>/.
+// One migration set per template file: src/templates/<set>.ts (or src/<set>/template.ts) -> drizzle/<set>/.
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -12,16 +12,23 @@ const run = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const drizzleKit = path.join(root, 'node_modules', '.bin', 'drizzle-kit');
 const templatesDir = path.join(root, 'src', 'templates');
-const sets = fs
-  .readdirSync(templatesDir)
-  .filter((f) => f.endsWith('.ts'))
-  .map((f) => f.slice(0, -3))
-  .sort();
+/** Set name -> its template file. A set whose tables live in their own folder keeps its template there. */
+const templates = new Map(
+  fs
+    .readdirSync(templatesDir)
+    .filter((f) => f.endsWith('.ts'))
+    .map((f) => [f.slice(0, -3), path.join(templatesDir, f)]),
+);
+for (const entry of fs.readdirSync(path.join(root, 'src'), { withFileTypes: true })) {
+  const file = path.join(root, 'src', entry.name, 'template.ts');
+  if (entry.isDirectory() && fs.existsSync(file)) templates.set(entry.name, file);
+}
+const sets = [...templates.keys()].sort();
 
 async function generate(set, out, name) {
   // drizzle-kit reads earlier snapshots from `./<out>`: the path must be relative to the package.
   const relOut = path.relative(root, out);
-  const schema = path.relative(root, path.join(templatesDir, `${set}.ts`));
+  const schema = path.relative(root, templates.get(set));
   const args = ['generate', '--dialect', 'postgresql', '--schema', schema, '--out', relOut];
   if (name) args.push('--name', name);
   const { stdout, stderr } = await run(drizzleKit, args, { cwd: root, maxBuffer: 16 << 20 });

@@ -1,3 +1,4 @@
+export * from './gateway/tables.js';
 export * from './internal.js';
 export * from './meltano.js';
 export type {

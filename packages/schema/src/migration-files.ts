@@ -49,6 +49,20 @@ const QUOTED_IDENTIFIER = /"((?:[^"]|"")*)"/g;
 // Migrations are journaled, so these only matter when the objects already exist: a Meltano `state` table that the
 // Python side created, or a Pulumi table its seed backend created. Adopt them instead of failing.
 const CREATE_IF_NOT_EXISTS = /^CREATE (UNIQUE INDEX|INDEX|TABLE|SEQUENCE|SCHEMA) (?!IF NOT EXISTS)/;
+// PostgreSQL has no `ADD CONSTRAINT IF NOT EXISTS`: a constraint an adopted table already has (the S3 gateway's
+// multipart tables, created by its own DDL before they were a migration set) is skipped by name instead.
+const ADD_CONSTRAINT = /^ALTER TABLE ("[^"]+"\."[^"]+") ADD CONSTRAINT "([^"]+)" /;
+
+function addConstraintIfMissing(statement: string): string {
+  const match = ADD_CONSTRAINT.exec(statement);
+  if (!match) return statement;
+  // Both names are validated identifiers by now (letters, digits, underscores): safe inside string literals.
+  const [, table, constraint] = match;
+  return (
+    `DO $pgstate$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = '${table}'::regclass ` +
+    `AND conname = '${constraint}') THEN ${statement.replace(/;\s*$/, '')}; END IF; END $pgstate$`
+  );
+}
 
 /**
  * The statements of one migration for one configuration: placeholder names swapped inside quoted identifiers
@@ -79,6 +93,6 @@ export function renderMigration(file: MigrationFile, target: ResolvedTarget): st
         },
       );
     }
-    return rendered;
+    return addConstraintIfMissing(rendered);
   });
 }

@@ -1,4 +1,5 @@
 import { PgStateError, validateIdentifier } from '@pgstate/core';
+import { GATEWAY_DEFAULT_SCHEMA, gatewayTables } from './gateway/tables.js';
 import { INTERNAL_DEFAULT_SCHEMA, internalTables } from './internal.js';
 import {
   MELTANO_DEFAULT_SCHEMA,
@@ -15,7 +16,9 @@ export type MigrationTarget =
   | { adapter: 'pulumi'; schema?: string; table?: string; layout?: 'seed' | 'native' }
   | { adapter: 'meltano'; layout: 'seed' | 'plugin' | 'systemdb'; schema?: string; table?: string }
   | { adapter: 'powersync'; schema?: string }
-  | { adapter: 'internal'; schema?: string };
+  | { adapter: 'internal'; schema?: string }
+  /** The S3 gateway's multipart upload tables (`pgstate serve`, `@pgstate/s3-gateway`). */
+  | { adapter: 'gateway'; schema?: string };
 
 /** A target with defaults filled in and names validated. */
 export interface ResolvedTarget {
@@ -84,6 +87,10 @@ export function resolveTarget(target: MigrationTarget): ResolvedTarget {
       const schema = validateIdentifier(target.schema ?? INTERNAL_DEFAULT_SCHEMA, 'schema name');
       return withSchema('internal', 'internal', schema, () => internalTables({ schema }));
     }
+    case 'gateway': {
+      const schema = validateIdentifier(target.schema ?? GATEWAY_DEFAULT_SCHEMA, 'schema name');
+      return withSchema('gateway', 'gateway', schema, () => gatewayTables({ schema }));
+    }
     default:
       throw badAdapter((target as { adapter?: unknown }).adapter);
   }
@@ -133,7 +140,7 @@ function badAdapter(adapter: unknown): PgStateError {
     'BAD_SETTING',
     `Unknown adapter ${JSON.stringify(String(adapter)).slice(0, 60)} to migrate.`,
     {
-      fix: 'Use adapter "pulumi", "meltano", "powersync" or "internal".',
+      fix: 'Use adapter "pulumi", "meltano", "powersync", "gateway" or "internal".',
     },
   );
 }
