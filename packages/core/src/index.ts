@@ -25,6 +25,8 @@ export * from './health.js';
 export * from './identifiers.js';
 export * from './lease.js';
 export { parseConnectionSettings } from './parse.js';
+export * from './pg-errors.js';
 export { lookupPgpass, type PgpassQuery, type PgpassResult } from './pgpass.js';
 export * from './settings.js';
 export { withoutSqlAlchemyDriver } from './sqlalchemy.js';
+export * from './transaction.js';
