@@ -18,6 +18,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type ConnectionSettings, connectClient } from '@pgstate/core';
 import type pg from 'pg';
+import { checkpointChannel } from './batch/checkpoints.js';
 import type { StorageDb } from './db.js';
 import {
   CHECKPOINT_INVALIDATE_ALL,
@@ -27,7 +28,6 @@ import {
   type SyncStorageLastWriteCheckpointFilters,
 } from './types.js';
 import { DEFAULT_HEAD_CONNECTION } from './write-checkpoints.js';
-import { checkpointChannel } from './writer.js';
 
 export type CheckpointNotificationMode = 'listen' | 'poll';
 

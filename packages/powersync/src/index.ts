@@ -1,3 +1,5 @@
+export { PgStateBucketBatch } from './batch/bucket-batch.js';
+export { checkpointChannel } from './batch/checkpoints.js';
 export {
   type BatchLimits,
   type BatchLimitsInput,
@@ -44,7 +46,6 @@ export { SourceTable, type SourceTableId, type SourceTableOptions, type TableSna
 export { ParameterSetLimitExceededError, PgStateSyncRulesStorage } from './storage.js';
 export { type PgStateTestSetupOptions, pgstateTestSetup } from './testing.js';
 export * from './types.js';
-export { checkpointChannel, PgStateBucketBatch } from './writer.js';
 
 /** Default export: the storage module, for `import storageModule from '@pgstate/powersync'` style entries. */
 import { PgStateStorageModule } from './module.js';

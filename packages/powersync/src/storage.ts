@@ -6,6 +6,7 @@ import type {
   ScopedParameterLookup,
   SqliteJsonRow,
 } from '@powersync/service-sync-rules';
+import { PgStateBucketBatch } from './batch/bucket-batch.js';
 import { watchUserCheckpoints } from './checkpoint-notifications.js';
 import { ChecksumCache } from './checksum-cache.js';
 import { type ClearStreamOptions, clearReplicationStream } from './clear.js';
@@ -56,7 +57,6 @@ import {
   WriteCheckpointMode,
 } from './types.js';
 import { assertManagedMode, createManagedWriteCheckpoints, lastWriteCheckpoint } from './write-checkpoints.js';
-import { PgStateBucketBatch } from './writer.js';
 
 /** Thrown by `getParameterSets` when lookups resolve to more rows than allowed (upstream's class of that name). */
 export class ParameterSetLimitExceededError extends Error {
