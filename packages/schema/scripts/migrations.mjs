@@ -1,7 +1,8 @@
 // Generates the committed SQL migrations from the Drizzle templates in src/templates/*.ts, or checks that they agree.
 //   node scripts/migrations.mjs generate [set] [--name <migration name>]
 //   node scripts/migrations.mjs check          (part of `pnpm test`)
-// One migration set per template file: src/templates/<set>.ts (or src/<set>/template.ts) -> drizzle/<set>/.
+// One migration set per template file: src/templates/<set>.ts, src/<set>/template.ts or src/<adapter>/templates/<set>.ts
+// -> drizzle/<set>/.
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -20,8 +21,14 @@ const templates = new Map(
     .map((f) => [f.slice(0, -3), path.join(templatesDir, f)]),
 );
 for (const entry of fs.readdirSync(path.join(root, 'src'), { withFileTypes: true })) {
+  if (!entry.isDirectory()) continue;
   const file = path.join(root, 'src', entry.name, 'template.ts');
-  if (entry.isDirectory() && fs.existsSync(file)) templates.set(entry.name, file);
+  if (fs.existsSync(file)) templates.set(entry.name, file);
+  // An adapter folder with several sets (one per layout): src/<adapter>/templates/<set>.ts.
+  const dir = path.join(root, 'src', entry.name, 'templates');
+  if (entry.name === 'templates' || !fs.existsSync(dir)) continue;
+  for (const f of fs.readdirSync(dir).filter((n) => n.endsWith('.ts')))
+    templates.set(f.slice(0, -3), path.join(dir, f));
 }
 const sets = [...templates.keys()].sort();
 

@@ -1,6 +1,7 @@
 export * from './gateway/tables.js';
 export * from './internal.js';
-export * from './meltano.js';
+export * from './meltano/tables.js';
+export { MELTANO_LAYOUTS, type MeltanoLayoutName } from './meltano/target.js';
 export type {
   AppliedMigration,
   ConfigStatus,
@@ -12,6 +13,7 @@ export type {
   PlannedMigration,
 } from './migrate.js';
 export {
+  assertLayout,
   assertMigrated,
   grantRuntimeAccess,
   MIGRATION_LOCK_KEY,
@@ -20,7 +22,8 @@ export {
   runtimeAccessSql,
 } from './migrate.js';
 export { bytea, MAX_IDENTIFIER_BYTES, SCHEMA_PLACEHOLDER, schemaFor, TABLE_PLACEHOLDER } from './names.js';
-export * from './powersync.js';
-export * from './pulumi.js';
-export type { MigrationTarget, ResolvedTarget } from './targets.js';
-export { POWERSYNC_DEFAULT_SCHEMA, resolveTarget } from './targets.js';
+export * from './powersync/tables.js';
+export * from './pulumi/tables.js';
+export { PULUMI_LAYOUTS, type PulumiLayoutName } from './pulumi/target.js';
+export type { MigrationTarget, ResolvedTarget, SchemaLayout, TargetKind } from './targets.js';
+export { resolveTarget, TARGET_KINDS } from './targets.js';

@@ -1,10 +1,22 @@
-import { PgStateError, qualifiedName, quoteIdentifier, toPgStateError, validateIdentifier } from '@pgstate/core';
+import {
+  type AdapterMigrationTarget,
+  LayoutMismatchError,
+  PgStateError,
+  qualifiedName,
+  quoteIdentifier,
+  toPgStateError,
+  validateIdentifier,
+} from '@pgstate/core';
 import { is } from 'drizzle-orm';
 import { getTableConfig, isPgSequence, PgTable } from 'drizzle-orm/pg-core';
 import type pg from 'pg';
 import { INTERNAL_DEFAULT_SCHEMA } from './internal.js';
 import { loadMigrationSet, renderMigration } from './migration-files.js';
-import { type MigrationTarget, POWERSYNC_DEFAULT_SCHEMA, type ResolvedTarget, resolveTarget } from './targets.js';
+import type { Queryable } from './resolved.js';
+import { type MigrationTarget, type ResolvedTarget, resolveTarget } from './targets.js';
+
+/** A target as the migrator takes it: the typed union, or any adapter's `{adapter, layout?, schema?, table?}`. */
+type Target = MigrationTarget | AdapterMigrationTarget;
 
 /** Anything that hands out a dedicated connection: a `pg.Pool`. */
 export type ConnectionSource = Pick<pg.Pool, 'connect'>;
@@ -89,16 +101,15 @@ export interface MigrationStatus {
 export const MIGRATION_LOCK_KEY = '7450738237593361921';
 
 /**
- * For the `internal` target, its schema is the journal's schema: one name, not two that could disagree.
- * PowerSync keeps its journal inside its own schema by default, because the seed's least-privilege service user
- * may have rights in that schema only; every caller (the storage module, `pgstate migrate`, `pgstate doctor`) then
- * looks in the same place.
+ * For the `internal` target, its schema is the journal's schema: one name, not two that could disagree. A target
+ * may keep its journal elsewhere by default (PowerSync: in its own schema, see `ResolvedTarget.journalSchema`).
  */
-function normalized<T extends MigrationOptions>(target: MigrationTarget, options: T): T {
-  if (target.adapter === 'powersync' && options.internalSchema === undefined) {
-    return { ...options, internalSchema: target.schema ?? POWERSYNC_DEFAULT_SCHEMA };
+function normalized<T extends MigrationOptions>(target: Target, options: T): T {
+  const resolved = resolveTarget(target);
+  if (resolved.journalSchema !== undefined && options.internalSchema === undefined) {
+    return { ...options, internalSchema: resolved.journalSchema };
   }
-  if (target.adapter !== 'internal' || target.schema === undefined) return options;
+  if (resolved.adapter !== 'internal' || target.schema === undefined) return options;
   if (options.internalSchema !== undefined && options.internalSchema !== target.schema) {
     throw new PgStateError(
       'BAD_SETTING',
@@ -109,7 +120,7 @@ function normalized<T extends MigrationOptions>(target: MigrationTarget, options
   return { ...options, internalSchema: target.schema };
 }
 
-function configsFor(target: MigrationTarget, options: MigrationOptions): ResolvedTarget[] {
+function configsFor(target: Target, options: MigrationOptions): ResolvedTarget[] {
   const resolved = resolveTarget(target);
   if (resolved.adapter === 'internal') return [resolved];
   const internal = resolveTarget({ adapter: 'internal', schema: options.internalSchema ?? INTERNAL_DEFAULT_SCHEMA });
@@ -232,7 +243,7 @@ function toScript(planned: PlannedMigration[]): string {
 /** Which migrations of a configuration (and of pgstate's internal tables) are applied and which are pending. */
 export async function migrationStatus(
   pool: ConnectionSource,
-  target: MigrationTarget,
+  target: Target,
   options: MigrationOptions = {},
 ): Promise<MigrationStatus> {
   options = normalized(target, options);
@@ -251,7 +262,7 @@ export async function migrationStatus(
 /** Throws MIGRATIONS_PENDING (with the command to run) unless the configuration is fully migrated. */
 export async function assertMigrated(
   pool: ConnectionSource,
-  target: MigrationTarget,
+  target: Target,
   options: MigrationOptions = {},
 ): Promise<void> {
   const status = await migrationStatus(pool, target, options);
@@ -271,7 +282,7 @@ export async function assertMigrated(
  */
 export async function migrate(
   pool: ConnectionSource,
-  target: MigrationTarget,
+  target: Target,
   options: MigrateOptions = {},
 ): Promise<MigrateResult> {
   options = normalized(target, options);
@@ -283,6 +294,9 @@ export async function migrate(
     client = await pool.connect();
     const status = await readStatus(client, configs, options);
     const planned = plan(configs, status);
+    // Never apply one layout's migrations onto a table of another layout's shape (or plan them in a dry run).
+    for (const config of configs)
+      if (planned.some((p) => p.config === config.config)) await assertNoOtherLayout(client, config);
     const shape = status.configs.flatMap((c) => c.shape);
     if (options.dryRun) return { dryRun: true, applied: planned, sql: toScript(planned), shape };
     if (planned.length === 0) {
@@ -328,6 +342,67 @@ export async function migrate(
     // A connection that may still hold the session lock is closed, never returned to the pool.
     client?.release(locked ? true : undefined);
   }
+}
+
+/**
+ * Refuses a configuration whose own table (same name) exists in another layout's shape, e.g. the bytea layout's
+ * migrations onto Pulumi's native `data json` table: `CREATE TABLE IF NOT EXISTS` would adopt it, the journal would
+ * say done, and the first write would fail.
+ */
+async function assertNoOtherLayout(client: Queryable, config: ResolvedTarget): Promise<void> {
+  if (!config.detect || config.layout === null) return;
+  const own = ownTables(config);
+  for (const found of await config.detect(client)) {
+    if (own.has(found.table) && !found.layouts.includes(config.layout)) {
+      throw new LayoutMismatchError(
+        config.owner ?? config.adapter,
+        config.layout,
+        found,
+        'its migrations would not fit it',
+      );
+    }
+  }
+}
+
+/**
+ * For commands that only read: refuses a configuration whose tables are missing or of another layout's shape while
+ * tables of another layout are there (e.g. `stacks` in the bytea layout on Pulumi's native table), naming the
+ * layout that fits. Reads the catalog only; a database without any of the adapter's tables passes.
+ */
+export async function assertLayout(pool: ConnectionSource, target: Target): Promise<void> {
+  const config = resolveTarget(target);
+  if (!config.detect || config.layout === null) return;
+  const client = await pool.connect();
+  try {
+    const found = await config.detect(client);
+    if (found.length === 0 || found.some((f) => f.layouts.includes(config.layout!))) return;
+    const own = ownTables(config);
+    const mine = found.find((f) => own.has(f.table));
+    const adapter = config.owner ?? config.adapter;
+    if (mine) throw new LayoutMismatchError(adapter, config.layout, mine, 'its columns are of that layout');
+    const other = found[0]!;
+    throw new LayoutMismatchError(
+      adapter,
+      config.layout,
+      other,
+      `the ${config.layout} layout's tables (${[...own].join(', ')}) do not exist here`,
+    );
+  } catch (error) {
+    throw migrationError(error, 'check the table layout of', config.config);
+  } finally {
+    client.release();
+  }
+}
+
+/** `schema.table` of every table a configuration creates. */
+function ownTables(config: ResolvedTarget): Set<string> {
+  const names = Object.values(config.objects())
+    .filter((o) => is(o, PgTable))
+    .map((t) => {
+      const c = getTableConfig(t as PgTable);
+      return `${c.schema ?? 'public'}.${c.name}`;
+    });
+  return new Set(names);
 }
 
 /** Migrations all recorded, yet the tables lack something: say what, rather than let the adapter fail later. */
@@ -413,7 +488,7 @@ function migrationError(error: unknown, action: string, config: string): PgState
  * on its tables, USAGE/SELECT/UPDATE on its sequences, SELECT on the migration journal (for status checks) and
  * DML on the internal leases table. Nothing that allows DDL.
  */
-export function runtimeAccessSql(target: MigrationTarget, role: string, options: MigrationOptions = {}): string[] {
+export function runtimeAccessSql(target: Target, role: string, options: MigrationOptions = {}): string[] {
   options = normalized(target, options);
   const grantee = quoteIdentifier(role, 'role name');
   const configs = configsFor(target, options);
@@ -438,7 +513,7 @@ export function runtimeAccessSql(target: MigrationTarget, role: string, options:
 /** Runs `runtimeAccessSql` in one transaction (as an administrator, after `migrate`). */
 export async function grantRuntimeAccess(
   pool: ConnectionSource,
-  target: MigrationTarget,
+  target: Target,
   role: string,
   options: MigrationOptions = {},
 ): Promise<string[]> {

@@ -1,5 +1,6 @@
 // drizzle-kit input for drizzle/meltano-seed: fixed table names, placeholder schema.
-import { meltanoSeedTables } from '../meltano.js';
-import { SCHEMA_PLACEHOLDER } from '../names.js';
+
+import { SCHEMA_PLACEHOLDER } from '../../names.js';
+import { meltanoSeedTables } from '../tables.js';
 
 export const { state: meltanoState, locks: meltanoStateLocks } = meltanoSeedTables({ schema: SCHEMA_PLACEHOLDER });

@@ -1,6 +1,6 @@
 // drizzle-kit input for drizzle/powersync: every PowerSync storage table under a placeholder schema.
-import { SCHEMA_PLACEHOLDER } from '../names.js';
-import { powersyncTables } from '../powersync.js';
+import { SCHEMA_PLACEHOLDER } from '../../names.js';
+import { powersyncTables } from '../tables.js';
 
 const tables = powersyncTables({ schema: SCHEMA_PLACEHOLDER });
 export const opIdSequence = tables.opIdSequence;

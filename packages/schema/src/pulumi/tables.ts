@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { bigint, index, integer, json, text, timestamp } from 'drizzle-orm/pg-core';
-import { bytea, schemaFor, tableName } from './names.js';
+import { bytea, schemaFor, tableName } from '../names.js';
 
 export interface PulumiTableNames {
   /** Default `public`. */
@@ -14,7 +14,7 @@ export const PULUMI_DEFAULT_TABLE = 'pulumi_state';
 const KEY_PREFIX_INDEX_SUFFIX = '_key_prefix_idx';
 
 /**
- * The seed's table (pgstate creates it): one row per blob key, raw bytes in `data`.
+ * The bytea layout's table (pgstate creates it): one row per blob key, raw bytes in `data`.
  * `text_pattern_ops` makes `LIKE 'prefix%'` listings use the index under any collation.
  */
 export function pulumiStateTable(names: PulumiTableNames = {}) {
@@ -83,11 +83,12 @@ export function pulumiStacksTable(names: PulumiTableNames = {}) {
   });
 }
 
-export type PulumiLayout = 'seed' | 'native';
+/** `bytea` (pgstate's table; `seed` is its former name, still accepted) or `native` (Pulumi's own table). */
+export type PulumiLayout = 'bytea' | 'native' | 'seed';
 
 /**
  * Every table of one Pulumi configuration: the blob table in the given layout plus the two side tables.
- * Migration sets: `pulumi` (seed layout) and `pulumi-native` (the native table, created the way Pulumi's driver
+ * Migration sets: `pulumi` (bytea layout) and `pulumi-native` (the native table, created the way Pulumi's driver
  * creates it, so either may come first).
  */
 export function pulumiTables(names: PulumiTableNames & { layout?: PulumiLayout } = {}) {

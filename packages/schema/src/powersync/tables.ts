@@ -16,8 +16,9 @@ import {
   timestamp,
   uuid,
 } from 'drizzle-orm/pg-core';
-import { bytea, schemaFor } from './names.js';
-import { POWERSYNC_DEFAULT_SCHEMA } from './targets.js';
+import { bytea, schemaFor } from '../names.js';
+
+export const POWERSYNC_DEFAULT_SCHEMA = 'powersync';
 
 const byteaArray = customType<{ data: Buffer[]; driverData: Buffer[] }>({
   dataType: () => 'bytea[]',

@@ -1,5 +1,6 @@
 // drizzle-kit input for drizzle/meltano-plugin.
-import { meltanoStateTable } from '../meltano.js';
-import { SCHEMA_PLACEHOLDER, TABLE_PLACEHOLDER } from '../names.js';
+
+import { SCHEMA_PLACEHOLDER, TABLE_PLACEHOLDER } from '../../names.js';
+import { meltanoStateTable } from '../tables.js';
 
 export const state = meltanoStateTable({ schema: SCHEMA_PLACEHOLDER, table: TABLE_PLACEHOLDER, layout: 'plugin' });

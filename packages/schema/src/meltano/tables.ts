@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { index, text, timestamp, varchar } from 'drizzle-orm/pg-core';
-import { schemaFor, tableName } from './names.js';
+import { schemaFor, tableName } from '../names.js';
 
 export const MELTANO_DEFAULT_SCHEMA = 'public';
 export const MELTANO_DEFAULT_STATE_TABLE = 'state';
