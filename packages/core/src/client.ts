@@ -1,6 +1,12 @@
 /**
  * Clients and pools from `ConnectionSettings`, with libpq's sslmode semantics and mapped, redacted errors.
  *
+ * Several hosts (`postgres://h1,h2/db?target_session_attrs=read-write`): `pg` connects to one, so `PgStateClient`
+ * walks the list itself, like libpq: each host in order (shuffled with load_balance_hosts=random), the next one after
+ * any failure, and after connecting it checks the server against target_session_attrs. The walk lives in the client
+ * class that every pool, dedicated connection and lock uses, so after a failover each new connection finds the new
+ * primary on its own; connections that hit a read-only server or lost their server are never put back in the pool.
+ *
  * `pg` has no `prefer`/`allow`: it either asks for TLS or it does not. libpq decides per connection: `prefer` tries TLS
  * and falls back to plain when the server has no TLS, the handshake fails, or the server rejects the encrypted login;
  * `allow` tries plain first and retries with TLS when the server rejects it. `PgStateClient` does exactly that by
@@ -8,9 +14,16 @@
  */
 import tls from 'node:tls';
 import pg from 'pg';
-import { toPgStateError } from './connection-errors.js';
-import { PgStateError } from './errors.js';
-import type { ConnectionSettings } from './settings.js';
+import { isConnectionLoss, toPgStateError } from './connection-errors.js';
+import { PgStateError, type PgStateErrorCode } from './errors.js';
+import {
+  type ConnectionSettings,
+  describeConnection,
+  type HostTarget,
+  hostLabel,
+  hostsOf,
+  type TargetSessionAttrs,
+} from './settings.js';
 
 /** TLS options for `pg` (false = plain), in the order libpq tries them. */
 export function tlsAttempts(settings: ConnectionSettings): Array<false | tls.ConnectionOptions> {
@@ -70,12 +83,119 @@ function worthAnotherAttempt(error: unknown): boolean {
 interface ClientInternals {
   connection: pg.Connection;
   ssl: unknown;
+  host: string;
+  port: number;
+  password: unknown;
   _connecting: boolean;
+  _connected: boolean;
   _connectionError: boolean;
   _ending: boolean;
   _ended: boolean;
+  _queryable: boolean;
+  _txStatus: unknown;
+  processID: unknown;
+  secretKey: unknown;
   connectionTimeoutHandle?: NodeJS.Timeout;
-  connectionParameters: { ssl: unknown };
+  connectionParameters: { ssl: unknown; host: string; port: number };
+}
+
+/** The settings for one entry of a host list: TLS names, errors and the password are all per host. */
+export function settingsForHost(settings: ConnectionSettings, target: HostTarget): ConnectionSettings {
+  return {
+    ...settings,
+    host: target.host,
+    port: target.port,
+    hostaddr: target.hostaddr,
+    password: target.password,
+    passwordSource: target.passwordSource,
+    hosts: [target],
+  };
+}
+
+/** The hosts in the order one connection tries them: as given, or shuffled anew for load_balance_hosts=random. */
+function connectOrder(settings: ConnectionSettings): HostTarget[] {
+  const hosts = [...hostsOf(settings)];
+  if (settings.loadBalanceHosts === 'random') {
+    for (let i = hosts.length - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1));
+      [hosts[i], hosts[j]] = [hosts[j] as HostTarget, hosts[i] as HostTarget];
+    }
+  }
+  return hosts;
+}
+
+/**
+ * Why this server does not suit `wanted`, or undefined when it does. The same checks libpq makes:
+ * `SHOW transaction_read_only` for read-write/read-only, `pg_is_in_recovery()` for primary/standby.
+ */
+async function sessionMismatch(client: pg.ClientBase, wanted: TargetSessionAttrs): Promise<string | undefined> {
+  if (wanted === 'any') return undefined;
+  if (wanted === 'read-write' || wanted === 'read-only') {
+    const { rows } = await client.query<{ transaction_read_only: string }>('SHOW transaction_read_only');
+    const readOnly = rows[0]?.transaction_read_only === 'on';
+    if (wanted === 'read-write' && readOnly) return 'server is in read-only mode';
+    if (wanted === 'read-only' && !readOnly) return 'server is not in read-only mode';
+    return undefined;
+  }
+  const { rows } = await client.query<{ standby: boolean }>('SELECT pg_is_in_recovery() AS standby');
+  const standby = rows[0]?.standby === true;
+  if (wanted === 'primary' && standby) return 'server is a standby (in recovery)';
+  if ((wanted === 'standby' || wanted === 'prefer-standby') && !standby) return 'server is not a standby';
+  return undefined;
+}
+
+/** A short reason for one host's failure, for the list in a multi-host error ("connection refused"). */
+function shortReason(error: PgStateError, one: ConnectionSettings): string {
+  const cause = error.cause as { code?: unknown; message?: unknown } | undefined;
+  const code = typeof cause?.code === 'string' ? cause.code : undefined;
+  if (error.code === 'UNREACHABLE') {
+    if (code === 'ECONNREFUSED') return 'connection refused';
+    if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return 'host name does not resolve';
+    if (code === 'ENOENT') return 'no server socket';
+    if (code === 'ETIMEDOUT' || cause?.message === 'timeout expired') return 'timed out (connect_timeout)';
+  }
+  return error.message.replace(` at ${describeConnection(one)}`, '').replace(/\.$/, '');
+}
+
+interface HostFailure {
+  target: HostTarget;
+  error: PgStateError;
+  reason: string;
+}
+
+/** One error naming every host tried and why each failed; with a single host, that host's own error. */
+function walkError(settings: ConnectionSettings, failures: HostFailure[]): PgStateError {
+  const last = failures[failures.length - 1] as HostFailure;
+  if (hostsOf(settings).length === 1) return last.error;
+  const codes = new Set(failures.map((f) => f.error.code));
+  const code: PgStateErrorCode = codes.size === 1 ? last.error.code : 'UNREACHABLE';
+  const attrs = settings.targetSessionAttrs ?? 'any';
+  return new PgStateError(
+    code,
+    `No usable server for ${describeConnection(settings)}${attrs === 'any' ? '' : ` (target_session_attrs=${attrs})`}: ${failures
+      .map((f) => `${hostLabel(f.target)}: ${f.reason}`)
+      .join('; ')}.`,
+    {
+      fix:
+        code === 'UNREACHABLE'
+          ? 'Check that a server is running at one of the hosts with the role target_session_attrs asks for (after a failover the new primary must be in the host list).'
+          : last.error.fix,
+      cause: last.error,
+    },
+  );
+}
+
+/** Queries that fail this way leave the connection unfit for reuse: 25006 (read-only: a standby), or a lost server. */
+function poisonsConnection(error: unknown): boolean {
+  return (error instanceof pg.DatabaseError && error.code === '25006') || isConnectionLoss(error);
+}
+
+const DISCARD = Symbol('pgstate.discard');
+const REACHED = Symbol('pgstate.reached');
+
+/** The host a client from `createPool`/`connectClient` connected to (after the host walk). */
+export function connectedHost(client: pg.ClientBase): HostTarget | undefined {
+  return (client as unknown as { [REACHED]?: HostTarget })[REACHED];
 }
 
 const settingsByPool = new WeakMap<pg.Pool, ConnectionSettings>();
@@ -85,17 +205,24 @@ export function settingsOf(pool: pg.Pool): ConnectionSettings | undefined {
   return settingsByPool.get(pool);
 }
 
-/** A `pg.Client` class bound to these settings: libpq TLS negotiation, PgStateError on connect. */
+/**
+ * A `pg.Client` class bound to these settings: the libpq host walk with target_session_attrs, libpq TLS negotiation
+ * per host, PgStateError on connect.
+ */
 export function clientClassFor(settings: ConnectionSettings): typeof pg.Client {
-  const attempts = tlsAttempts(settings);
+  const attrs = settings.targetSessionAttrs ?? 'any';
   class PgStateClient extends pg.Client {
+    [REACHED]: HostTarget | undefined;
+    [DISCARD] = false;
+
     constructor(config?: pg.ClientConfig) {
       // Our own config, not the pool's copy: pg-pool hides `password` from spreads, and settings are the truth here.
       super({
         ...config,
         ...clientConfig(settings),
-        ssl: attempts[0],
-        // The client's own timer, not pg-pool's: pg-pool would wrap our mapped error in a generic one.
+        ssl: tlsAttempts(settings)[0],
+        // The client's own timer, per host and attempt like libpq's connect_timeout; not pg-pool's, which would
+        // wrap our mapped error in a generic one.
         connectionTimeoutMillis: settings.connectTimeoutMs ?? 0,
       });
       // A connection dropped while a caller holds the client (checked out, or dedicated) would otherwise emit an
@@ -106,7 +233,7 @@ export function clientClassFor(settings: ConnectionSettings): typeof pg.Client {
     override connect(): Promise<pg.Client>;
     override connect(callback: (err: Error) => void): void;
     override connect(callback?: (err: Error) => void): Promise<pg.Client> | undefined {
-      const done = this.connectInLibpqOrder();
+      const done = this.connectToAHost();
       if (!callback) return done.then(() => this);
       done.then(
         () => (callback as (err: Error | null) => void)(null),
@@ -115,26 +242,96 @@ export function clientClassFor(settings: ConnectionSettings): typeof pg.Client {
       return undefined;
     }
 
-    private async connectInLibpqOrder(): Promise<void> {
+    // Remembers failures that make this connection unfit for reuse; createPool's 'release' hook discards it.
+    // biome-ignore lint/suspicious/noExplicitAny: pg's query has a dozen overloads; we only observe the outcome.
+    override query(...args: any[]): any {
+      const last = args[args.length - 1];
+      if (typeof last === 'function') {
+        args[args.length - 1] = (error: unknown, ...rest: unknown[]) => {
+          if (error && poisonsConnection(error)) this[DISCARD] = true;
+          return last(error, ...rest);
+        };
+      }
+      // biome-ignore lint/suspicious/noExplicitAny: see above
+      const result = (super.query as any)(...args);
+      if (result && typeof result.then === 'function') {
+        result.then(undefined, (error: unknown) => {
+          if (poisonsConnection(error)) this[DISCARD] = true;
+        });
+      }
+      return result;
+    }
+
+    /** libpq's walk: every host in turn until one connects and suits target_session_attrs. */
+    private async connectToAHost(): Promise<void> {
+      const order = connectOrder(settings);
+      // prefer-standby: a first round for standbys only, then any server (libpq does the same).
+      const rounds: TargetSessionAttrs[] = attrs === 'prefer-standby' ? ['standby', 'any'] : [attrs];
+      const failures: HostFailure[] = [];
+      for (const wanted of rounds) {
+        for (const target of order) {
+          const one = settingsForHost(settings, target);
+          try {
+            await this.connectInLibpqOrder(one);
+          } catch (error) {
+            const mapped = toPgStateError(error, one);
+            failures.push({ target, error: mapped, reason: shortReason(mapped, one) });
+            continue;
+          }
+          let mismatch: string | undefined;
+          try {
+            mismatch = await sessionMismatch(this, wanted);
+          } catch (error) {
+            const mapped = toPgStateError(error, one);
+            failures.push({ target, error: mapped, reason: shortReason(mapped, one) });
+            this.dropConnection();
+            continue;
+          }
+          if (mismatch === undefined) {
+            this[REACHED] = target;
+            return;
+          }
+          const reason = `${mismatch} (target_session_attrs=${attrs})`;
+          failures.push({
+            target,
+            reason,
+            error: new PgStateError('UNREACHABLE', `${reason}: ${describeConnection(one)}.`, {
+              fix: 'Point the connection at a server of the role target_session_attrs asks for.',
+            }),
+          });
+          this.dropConnection();
+        }
+      }
+      throw walkError(settings, failures);
+    }
+
+    /** One host: TLS then plain (or the other way round) as sslmode says, on a fresh connection each time. */
+    private async connectInLibpqOrder(one: ConnectionSettings): Promise<void> {
+      const attempts = tlsAttempts(one);
       for (let attempt = 0; ; attempt++) {
+        this.freshConnection(one, attempts[attempt] as false | tls.ConnectionOptions);
         try {
           await super.connect();
           return;
         } catch (error) {
-          const next = attempts[attempt + 1];
-          if (next === undefined || !worthAnotherAttempt(error)) {
-            // pg leaves the socket open when connecting fails on our side (no password to send, a TLS check): the
-            // server would hold the slot until its authentication_timeout and the process could not exit meanwhile.
-            (this as unknown as ClientInternals).connection.stream.destroy();
-            throw toPgStateError(error, settings);
-          }
-          this.freshConnection(next);
+          // pg leaves the socket open when connecting fails on our side (no password to send, a TLS check): the
+          // server would hold the slot until its authentication_timeout and the process could not exit meanwhile.
+          (this as unknown as ClientInternals).connection.stream.destroy();
+          if (attempts[attempt + 1] === undefined || !worthAnotherAttempt(error)) throw error;
         }
       }
     }
 
-    /** Drops the failed connection and gives pg a new one with the other TLS choice. */
-    private freshConnection(ssl: false | tls.ConnectionOptions): void {
+    /** Closes a connection that is up but does not suit (politely: Terminate, then close). */
+    private dropConnection(): void {
+      const old = (this as unknown as ClientInternals).connection;
+      old.removeAllListeners();
+      old.on('error', () => {});
+      old.end();
+    }
+
+    /** Gives pg a new connection to `one`'s host with this TLS choice, and resets what the last attempt left. */
+    private freshConnection(one: ConnectionSettings, ssl: false | tls.ConnectionOptions): void {
       const self = this as unknown as ClientInternals;
       const old = self.connection;
       old.removeAllListeners();
@@ -147,20 +344,47 @@ export function clientClassFor(settings: ConnectionSettings): typeof pg.Client {
         keepAliveInitialDelayMillis: settings.keepAliveIdleMs ?? 0,
         encoding: settings.clientEncoding ?? 'utf8',
       } as pg.ConnectionConfig);
+      self.host = one.hostaddr ?? one.host;
+      self.port = one.port;
+      self.connectionParameters.host = self.host;
+      self.connectionParameters.port = self.port;
+      self.password = passwordFor(one);
       self.ssl = ssl;
       self.connectionParameters.ssl = ssl;
       self._connecting = false;
+      self._connected = false;
       self._connectionError = false;
       self._ending = false;
       self._ended = false;
+      self._queryable = true;
+      self._txStatus = null;
+      self.processID = null;
+      self.secretKey = null;
     }
   }
   return PgStateClient;
 }
 
+/** Whether a pooled client must not go back to the pool (it met a read-only server or lost its server). */
+function markedForDiscard(client: pg.ClientBase): boolean {
+  return (client as unknown as { [DISCARD]?: boolean })[DISCARD] === true;
+}
+
+/** pg's password callback for one host: the password stays out of printable options, and pg's own .pgpass is off. */
+function passwordFor(settings: ConnectionSettings): () => string {
+  const { password } = settings;
+  return () => {
+    if (password !== undefined) return password;
+    throw new PgStateError(
+      'AUTH_FAILED',
+      `The server asked for a password for user "${settings.user}", and none is configured.`,
+      { fix: 'Set a password (password field, URL, PGPASSWORD, secret document or ~/.pgpass).' },
+    );
+  };
+}
+
 /** `pg` client options for these settings (TLS is chosen per attempt by the client class). */
 export function clientConfig(settings: ConnectionSettings): pg.ClientConfig {
-  const { password } = settings;
   return {
     host: settings.hostaddr ?? settings.host,
     port: settings.port,
@@ -168,14 +392,7 @@ export function clientConfig(settings: ConnectionSettings): pg.ClientConfig {
     database: settings.database,
     // A function keeps the password out of pg's and pg-pool's printable options and stops pg's own .pgpass lookup
     // (we already did libpq's).
-    password: () => {
-      if (password !== undefined) return password;
-      throw new PgStateError(
-        'AUTH_FAILED',
-        `The server asked for a password for user "${settings.user}", and none is configured.`,
-        { fix: 'Set a password (password field, URL, PGPASSWORD, secret document or ~/.pgpass).' },
-      );
-    },
+    password: passwordFor(settings),
     application_name: settings.applicationName,
     fallback_application_name: settings.fallbackApplicationName,
     options: settings.options,
@@ -205,6 +422,11 @@ export function poolConfig(settings: ConnectionSettings): pg.PoolConfig {
 export function createPool(settings: ConnectionSettings): pg.Pool {
   const pool = new pg.Pool(poolConfig(settings));
   pool.on('error', () => {});
+  // pg-pool drops a released client that is not queryable: so one that met a read-only server (25006) or lost its
+  // server is closed, and the next checkout connects anew, walking the host list to the current primary.
+  pool.on('release', (_error: Error | undefined, client: pg.PoolClient) => {
+    if (markedForDiscard(client)) (client as unknown as ClientInternals)._queryable = false;
+  });
   settingsByPool.set(pool, settings);
   return pool;
 }

@@ -234,3 +234,53 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
     },
   };
 }
+
+/**
+ * A streaming standby of `primary` (`pg_basebackup -R`) on its own port, for failover tests. `promote()` makes it a
+ * primary; `destroy()` stops it and removes its data directory. The primary must accept replication connections from
+ * 127.0.0.1 for its superuser (initdb's default pg_hba.conf does).
+ */
+export async function startStandby(
+  primary: RunningCluster,
+  options: { parentDir?: string } = {},
+): Promise<RunningCluster & { promote(): Promise<void> }> {
+  const { installation } = primary;
+  const baseDir = fs.mkdtempSync(path.join(options.parentDir ?? os.tmpdir(), 'pgstate-standby-'));
+  if (isRoot) fs.chmodSync(baseDir, 0o755);
+  assertServerUserCanReach(baseDir);
+  const dataDir = path.join(baseDir, 'data');
+  // Where startCluster keeps the superuser password of an existing data directory: the primary's, copied by the backup.
+  fs.writeFileSync(path.join(baseDir, 'data.password'), primary.password, { mode: 0o600 });
+  const passFile = path.join(baseDir, 'pgpass');
+  fs.writeFileSync(
+    passFile,
+    `*:*:*:${primary.superuser}:${primary.password.replaceAll('\\', '\\\\').replaceAll(':', '\\:')}\n`,
+    {
+      mode: 0o600,
+    },
+  );
+  chownToServerUser(baseDir);
+  const conninfo = `host=127.0.0.1 port=${primary.port} user=${primary.superuser} passfile=${passFile}`;
+  await runAsServerUser(path.join(installation.binDir, 'pg_basebackup'), [
+    '-d',
+    conninfo,
+    '-D',
+    dataDir,
+    '-R',
+    '-X',
+    'stream',
+    '--no-sync',
+  ]);
+  fs.chmodSync(dataDir, 0o700);
+  const standby = await startCluster({ installation, dataDir });
+  return {
+    ...standby,
+    async promote() {
+      await runAsServerUser(path.join(installation.binDir, 'pg_ctl'), ['-D', dataDir, '-w', '-t', '60', 'promote']);
+    },
+    async destroy() {
+      await standby.stop('immediate');
+      fs.rmSync(baseDir, { recursive: true, force: true });
+    },
+  };
+}

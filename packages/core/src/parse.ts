@@ -13,11 +13,14 @@ import {
   type ConnectionFields,
   type ConnectionInput,
   type ConnectionSettings,
+  type HostTarget,
   type ParseOptions,
   type PasswordSource,
   redactedSettings,
   SSL_MODES,
   type SslMode,
+  TARGET_SESSION_ATTRS,
+  type TargetSessionAttrs,
   type TlsVersion,
 } from './settings.js';
 
@@ -54,6 +57,7 @@ const LIBPQ_KEYWORDS = new Set([
   'ssl_max_protocol_version',
   'channel_binding',
   'target_session_attrs',
+  'load_balance_hosts',
   'gssencmode',
   // pg's switch for libpq semantics: we always have them, so it is accepted and ignored.
   'uselibpqcompat',
@@ -75,7 +79,6 @@ const UNSUPPORTED_LIBPQ = new Set([
   'keepalives_count',
   'tcp_user_timeout',
   'replication',
-  'load_balance_hosts',
   'requiressl',
 ]);
 
@@ -100,6 +103,7 @@ const ENV_VARS: Record<string, string> = {
   PGSSLMAXPROTOCOLVERSION: 'ssl_max_protocol_version',
   PGCHANNELBINDING: 'channel_binding',
   PGTARGETSESSIONATTRS: 'target_session_attrs',
+  PGLOADBALANCEHOSTS: 'load_balance_hosts',
   PGGSSENCMODE: 'gssencmode',
 };
 
@@ -115,6 +119,8 @@ const FIELD_KEYWORDS: Record<string, string> = {
   sslKey: 'sslkey',
   applicationName: 'application_name',
   connectTimeoutSeconds: 'connect_timeout',
+  targetSessionAttrs: 'target_session_attrs',
+  loadBalanceHosts: 'load_balance_hosts',
   passfile: 'passfile',
 };
 
@@ -154,7 +160,7 @@ export function parseConnectionSettings(input: ConnectionInput, options: ParseOp
   const adapterParams: Record<string, string> = {};
   let pathSchema: string | undefined;
   if (fields.url !== undefined && fields.url !== '') {
-    const parsed = parseUrl(fields.url, options);
+    const parsed = isKeywordString(fields.url) ? parseKeywords(fields.url, options) : parseUrl(fields.url, options);
     put(parsed.layer);
     Object.assign(adapterParams, parsed.adapterParams);
     pathSchema = parsed.schema;
@@ -171,20 +177,8 @@ export function parseConnectionSettings(input: ConnectionInput, options: ParseOp
   const warnings: string[] = [];
   const home = env.HOME || os.homedir();
 
-  // Address.
-  const port = parsePort(get('port'));
-  const explicitHost = value('host');
-  for (const key of ['host', 'hostaddr'] as const) {
-    if (value(key)?.includes(',')) {
-      throw badSetting(
-        `Several hosts are given (${describeOrigin(get(key))}); pgstate connects to exactly one.`,
-        'Give one host (use a load balancer or DNS name for failover).',
-      );
-    }
-  }
-  const host = explicitHost ?? defaultSocketDir(port) ?? 'localhost';
-  const hostaddr = value('hostaddr');
-  const isSocket = host.startsWith('/');
+  // Addresses: libpq's comma-separated host, hostaddr and port lists (one port may serve every host).
+  const addresses = hostList(get('host'), get('hostaddr'), get('port'));
 
   let user = value('user');
   if (user === undefined) {
@@ -196,18 +190,19 @@ export function parseConnectionSettings(input: ConnectionInput, options: ParseOp
   }
   const database = value('dbname') ?? user;
 
-  // Password: explicit (any layer) first, then .pgpass, like libpq.
-  let password = value('password');
-  let passwordSource: PasswordSource = password === undefined ? 'none' : sourceToPasswordSource(get('password'));
-  if (password === undefined) {
-    const passfile = value('passfile') ?? path.join(home, '.pgpass');
-    const found = lookupPgpass(passfile, { host: explicitHost ?? hostaddr ?? '', port, database, user });
-    if (found.warning) warnings.push(found.warning);
-    if (found.password !== undefined) {
-      password = found.password;
-      passwordSource = 'pgpass';
+  // Password: explicit (any layer) first, then .pgpass looked up for each host, like libpq.
+  const explicitPassword = value('password');
+  const hosts: HostTarget[] = addresses.map(({ host, hostaddr, port }) => {
+    const target = { host: host ?? defaultSocketDir(port) ?? 'localhost', port, hostaddr };
+    if (explicitPassword !== undefined) {
+      return { ...target, password: explicitPassword, passwordSource: sourceToPasswordSource(get('password')) };
     }
-  }
+    const passfile = value('passfile') ?? path.join(home, '.pgpass');
+    const found = lookupPgpass(passfile, { host: host ?? hostaddr ?? '', port, database, user });
+    if (found.warning && !warnings.includes(found.warning)) warnings.push(found.warning);
+    return { ...target, password: found.password, passwordSource: found.password === undefined ? 'none' : 'pgpass' };
+  });
+  const first = hosts[0] as HostTarget;
 
   // TLS.
   const sslmodeRaw = value('sslmode');
@@ -257,7 +252,8 @@ export function parseConnectionSettings(input: ConnectionInput, options: ParseOp
   }
   for (const [key, allowed] of [
     ['gssencmode', ['disable', 'prefer', 'allow']],
-    ['target_session_attrs', ['any']],
+    ['target_session_attrs', TARGET_SESSION_ATTRS],
+    ['load_balance_hosts', ['disable', 'random']],
     ['sslnegotiation', ['postgres', 'direct']],
     // pg cannot refuse a server that skips channel binding, so `require` would be a promise we cannot keep.
     ['channel_binding', ['disable', 'prefer']],
@@ -279,10 +275,10 @@ export function parseConnectionSettings(input: ConnectionInput, options: ParseOp
   const connectTimeout = parseIntSetting(get('connect_timeout'), 'connect_timeout', -Infinity);
   const opts = value('options');
   const settings: ConnectionSettings = {
-    host,
-    port,
+    host: first.host,
+    port: first.port,
     user,
-    password,
+    password: first.password,
     database,
     sslmode,
     sslRootCert,
@@ -297,7 +293,7 @@ export function parseConnectionSettings(input: ConnectionInput, options: ParseOp
     schema: fields.schema ?? pathSchema,
     pool: poolSettings(fields),
     adapterParams,
-    hostaddr,
+    hostaddr: first.hostaddr,
     sslRootCertSystem,
     searchPath: opts === undefined ? undefined : searchPathFromOptions(opts),
     clientEncoding: value('client_encoding'),
@@ -312,11 +308,16 @@ export function parseConnectionSettings(input: ConnectionInput, options: ParseOp
     sslMaxProtocolVersion: value('ssl_max_protocol_version') as TlsVersion | undefined,
     sslSni: value('sslsni') !== '0',
     sslNegotiation: value('sslnegotiation') === 'direct' ? 'direct' : 'postgres',
-    passwordSource,
+    passwordSource: first.passwordSource,
+    hosts,
+    targetSessionAttrs: (value('target_session_attrs') ?? 'any') as TargetSessionAttrs,
+    loadBalanceHosts: value('load_balance_hosts') === 'random' ? 'random' : 'disable',
     warnings,
   };
-  if (isSocket && (sslmode === 'verify-ca' || sslmode === 'verify-full' || sslmode === 'require')) {
-    warnings.push(`sslmode=${sslmode} has no effect on the Unix socket ${host}: libpq never uses TLS there.`);
+  for (const { host } of hosts) {
+    if (host.startsWith('/') && (sslmode === 'verify-ca' || sslmode === 'verify-full' || sslmode === 'require')) {
+      warnings.push(`sslmode=${sslmode} has no effect on the Unix socket ${host}: libpq never uses TLS there.`);
+    }
   }
   Object.defineProperties(settings, {
     toJSON: { value: () => redactedSettings(settings), enumerable: false },
@@ -376,6 +377,75 @@ function decode(part: string, what: string): string {
   }
 }
 
+/** `host=h1,h2 port=5432 dbname=app`: libpq's keyword/value form (no scheme, starts with a keyword and `=`). */
+function isKeywordString(text: string): boolean {
+  return /^\s*[a-z_]+\s*=/i.test(text);
+}
+
+/** libpq's keyword/value grammar: `key = value` pairs split by spaces; values may be 'single quoted' with \\ and \'. */
+function parseKeywords(
+  text: string,
+  options: ParseOptions,
+): { layer: Layer; adapterParams: Record<string, string>; schema?: string } {
+  const layer: Layer = new Map();
+  const adapterParams: Record<string, string> = {};
+  let i = 0;
+  const skipSpace = () => {
+    while (i < text.length && /\s/.test(text[i] as string)) i++;
+  };
+  for (skipSpace(); i < text.length; skipSpace()) {
+    const keyStart = i;
+    while (i < text.length && /[a-z0-9_]/i.test(text[i] as string)) i++;
+    const name = text.slice(keyStart, i);
+    skipSpace();
+    if (name === '' || text[i] !== '=') {
+      throw badSetting(
+        // Only the keyword and a position: the text around could be a password.
+        `The connection string has an entry without "keyword=value" at character ${keyStart + 1}${name ? ` (after "${name.slice(0, 40)}")` : ''}.`,
+        "Write keyword=value pairs separated by spaces (quote values with spaces: options='-c a=b').",
+      );
+    }
+    i++;
+    skipSpace();
+    let v = '';
+    if (text[i] === "'") {
+      for (i++; ; i++) {
+        if (i >= text.length) {
+          throw badSetting(
+            `The quoted value of ${name} has no closing quote.`,
+            "End it with ' (escape ' inside as \\').",
+          );
+        }
+        const ch = text[i] as string;
+        if (ch === '\\' && i + 1 < text.length) v += text[++i];
+        else if (ch === "'") break;
+        else v += ch;
+      }
+      i++;
+    } else {
+      while (i < text.length && !/\s/.test(text[i] as string)) {
+        const ch = text[i] as string;
+        v += ch === '\\' && i + 1 < text.length ? text[++i] : ch;
+        i++;
+      }
+    }
+    if (options.adapterParams?.includes(name)) adapterParams[name] = v;
+    else if (LIBPQ_KEYWORDS.has(name)) layer.set(name, { value: v, source: 'url', origin: `keyword ${name}` });
+    else if (UNSUPPORTED_LIBPQ.has(name)) {
+      throw badSetting(
+        `The connection parameter "${name}" is a libpq option pgstate does not support.`,
+        `Remove ${name} from the connection string.`,
+      );
+    } else {
+      throw badSetting(
+        `Unknown connection keyword "${name.slice(0, 60)}".`,
+        'Check the spelling; pgstate accepts the libpq keywords listed in the @pgstate/core README.',
+      );
+    }
+  }
+  return { layer, adapterParams };
+}
+
 /** libpq's URI grammar: postgres[ql]://[userinfo@][host][:port][/dbname][?param=value&...]. */
 function parseUrl(
   url: string,
@@ -407,30 +477,32 @@ function parseUrl(
     if (user) set('user', user, 'the URL');
     if (colon >= 0) set('password', decode(userinfo.slice(colon + 1), 'password'), 'the URL');
   }
-  if (hostport.includes(',')) {
-    throw badSetting(
-      'The URL names several hosts; pgstate connects to exactly one.',
-      'Give one host (use a load balancer or DNS name for failover).',
-    );
-  }
-  let hostPart = hostport;
-  let portPart: string | undefined;
-  if (hostPart.startsWith('[')) {
-    const close = hostPart.indexOf(']');
-    if (close < 0) throw badSetting('The IPv6 address in the URL has no closing "]".', 'Write it as [::1]:5432.');
-    const after = hostPart.slice(close + 1);
-    hostPart = hostPart.slice(1, close);
-    if (after.startsWith(':')) portPart = after.slice(1);
-    else if (after !== '') throw badSetting('Unexpected text after the IPv6 address in the URL.', 'Write [::1]:5432.');
-  } else {
-    const colon = hostPart.lastIndexOf(':');
-    if (colon >= 0) {
-      portPart = hostPart.slice(colon + 1);
-      hostPart = hostPart.slice(0, colon);
+  // libpq: `h1:p1,h2,[::1]:p3` is a host list and a port list of the same length (an empty port is the default).
+  const hostParts: string[] = [];
+  const portParts: string[] = [];
+  for (const entry of hostport.split(',')) {
+    let hostPart = entry;
+    let portPart = '';
+    if (hostPart.startsWith('[')) {
+      const close = hostPart.indexOf(']');
+      if (close < 0) throw badSetting('The IPv6 address in the URL has no closing "]".', 'Write it as [::1]:5432.');
+      const after = hostPart.slice(close + 1);
+      hostPart = hostPart.slice(1, close);
+      if (after.startsWith(':')) portPart = after.slice(1);
+      else if (after !== '')
+        throw badSetting('Unexpected text after the IPv6 address in the URL.', 'Write [::1]:5432.');
+    } else {
+      const colon = hostPart.lastIndexOf(':');
+      if (colon >= 0) {
+        portPart = hostPart.slice(colon + 1);
+        hostPart = hostPart.slice(0, colon);
+      }
     }
+    hostParts.push(decode(hostPart, 'host'));
+    portParts.push(portPart);
   }
-  if (hostPart) set('host', decode(hostPart, 'host'), 'the URL');
-  if (portPart) set('port', portPart, 'the URL');
+  if (hostParts.some(Boolean)) set('host', hostParts.join(','), 'the URL');
+  if (portParts.some(Boolean)) set('port', portParts.join(','), 'the URL');
 
   let schema: string | undefined;
   let query = '';
@@ -484,16 +556,53 @@ function parseUrl(
   return { layer, adapterParams, schema };
 }
 
-function parsePort(entry: { value: string; origin: string } | undefined): number {
-  if (entry === undefined || entry.value === '') return 5432;
-  const port = Number(entry.value);
-  if (!/^\d+$/.test(entry.value) || !Number.isInteger(port) || port < 1 || port > 65535) {
+function parsePort(text: string, entry: { origin: string }): number {
+  if (text === '') return 5432;
+  const port = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isInteger(port) || port < 1 || port > 65535) {
     throw badSetting(
-      `The port "${entry.value.slice(0, 20)}" (${describeOrigin(entry)}) is not a port number.`,
+      `The port "${text.slice(0, 20)}" (${describeOrigin(entry)}) is not a port number.`,
       'Use a number between 1 and 65535 (PostgreSQL listens on 5432 by default).',
     );
   }
   return port;
+}
+
+type LayerEntry = { value: string; origin: string } | undefined;
+
+/**
+ * libpq's rules for host, hostaddr and port lists: `host` and `hostaddr` must have the same number of entries when
+ * both are given; `port` has one entry (used for every host) or one per host; an empty entry is the default (the
+ * local socket directory or localhost; port 5432). `host` is undefined where the user gave none.
+ */
+function hostList(
+  hostEntry: LayerEntry,
+  hostaddrEntry: LayerEntry,
+  portEntry: LayerEntry,
+): Array<{ host: string | undefined; hostaddr: string | undefined; port: number }> {
+  const split = (entry: LayerEntry) =>
+    entry === undefined || entry.value === '' ? undefined : entry.value.split(',').map((s) => s.trim());
+  const hosts = split(hostEntry);
+  const hostaddrs = split(hostaddrEntry);
+  if (hosts && hostaddrs && hosts.length !== hostaddrs.length) {
+    throw badSetting(
+      `${hosts.length} host names (${describeOrigin(hostEntry)}) do not match ${hostaddrs.length} hostaddr values (${describeOrigin(hostaddrEntry)}).`,
+      'Give one hostaddr per host, in the same order (or leave hostaddr out).',
+    );
+  }
+  const count = (hosts ?? hostaddrs ?? ['']).length;
+  const ports = split(portEntry) ?? [''];
+  if (ports.length !== 1 && ports.length !== count) {
+    throw badSetting(
+      `${ports.length} ports (${describeOrigin(portEntry)}) do not match ${count} host${count === 1 ? '' : 's'}${hosts ? ` (${describeOrigin(hostEntry)})` : ''}.`,
+      'Give one port for all hosts, or one port per host in the same order (e.g. host=h1,h2 port=5432,5433).',
+    );
+  }
+  return Array.from({ length: count }, (_, i) => ({
+    host: hosts?.[i] || undefined,
+    hostaddr: hostaddrs?.[i] || undefined,
+    port: parsePort(ports[ports.length === 1 ? 0 : i] as string, portEntry ?? { origin: 'default' }),
+  }));
 }
 
 function parseIntSetting(

@@ -9,9 +9,33 @@ export type TlsVersion = 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3';
 /** Where the password came from (never the password itself), for `doctor`-style reports. */
 export type PasswordSource = 'field' | 'url' | 'secret' | 'env' | 'pgpass' | 'none';
 
+/** libpq `target_session_attrs`: which kind of server a connection must land on. */
+export type TargetSessionAttrs = 'any' | 'read-write' | 'read-only' | 'primary' | 'standby' | 'prefer-standby';
+
+export const TARGET_SESSION_ATTRS: readonly TargetSessionAttrs[] = [
+  'any',
+  'read-write',
+  'read-only',
+  'primary',
+  'standby',
+  'prefer-standby',
+];
+
+/** One entry of a multi-host connection (`postgres://h1:p1,h2:p2/db`), tried in order like libpq. */
+export interface HostTarget {
+  /** Host name, IP address, or an absolute Unix-socket directory. */
+  host: string;
+  port: number;
+  /** libpq `hostaddr` for this entry: the IP to connect to while `host` names the server for TLS and .pgpass. */
+  hostaddr?: string | undefined;
+  /** The password for this host (an explicit one, else this host's `.pgpass` line). */
+  password: string | undefined;
+  passwordSource?: PasswordSource;
+}
+
 /** Everything pgstate needs to reach one PostgreSQL database. Produced only by `parseConnectionSettings`. */
 export interface ConnectionSettings {
-  /** Host name, IP address, or an absolute Unix-socket directory. */
+  /** Host name, IP address, or an absolute Unix-socket directory (the first host when several are given). */
   host: string;
   port: number;
   user: string;
@@ -51,6 +75,15 @@ export interface ConnectionSettings {
   /** libpq `sslnegotiation`: `direct` starts TLS without the SSLRequest round trip (PostgreSQL 17+). */
   sslNegotiation?: 'postgres' | 'direct';
   passwordSource?: PasswordSource;
+  /**
+   * Every host to try, in the order given (`host`/`port`/`hostaddr`/`password` above are the first one's). Absent
+   * only in settings not made by `parseConnectionSettings`; `hostsOf` then uses the single host.
+   */
+  hosts?: HostTarget[];
+  /** Which server a connection must reach (libpq `target_session_attrs`, default any). */
+  targetSessionAttrs?: TargetSessionAttrs;
+  /** libpq `load_balance_hosts`: `random` shuffles the hosts for every new connection. */
+  loadBalanceHosts?: 'disable' | 'random';
   /** Things a user should know that did not stop parsing (e.g. a .pgpass file ignored for its permissions). */
   warnings?: string[];
 }
@@ -73,6 +106,10 @@ export interface ConnectionFields {
   sslKey?: string;
   applicationName?: string;
   connectTimeoutSeconds?: number | string;
+  /** libpq target_session_attrs: any, read-write, read-only, primary, standby, prefer-standby. */
+  targetSessionAttrs?: TargetSessionAttrs | string;
+  /** libpq load_balance_hosts: disable (default) or random. */
+  loadBalanceHosts?: 'disable' | 'random' | string;
   statementTimeoutMs?: number | string;
   minConnections?: number | string;
   maxConnections?: number | string;
@@ -96,14 +133,40 @@ export interface ParseOptions {
 
 export type ConnectionInput = string | (ConnectionFields & { url?: string });
 
-/** Redacted one-line description of where we connect: never contains a password. */
-export function describeConnection(settings: Pick<ConnectionSettings, 'host' | 'port' | 'user' | 'database'>): string {
-  const host = settings.host.startsWith('/')
-    ? encodeURIComponent(settings.host)
-    : settings.host.includes(':')
-      ? `[${settings.host}]`
-      : settings.host;
-  return `postgres://${encodeURIComponent(settings.user)}@${host}:${settings.port}/${encodeURIComponent(settings.database)}`;
+/** The hosts to try, in the order given (settings built by hand have just `host`/`port`). */
+export function hostsOf(settings: ConnectionSettings): HostTarget[] {
+  return settings.hosts?.length
+    ? settings.hosts
+    : [
+        {
+          host: settings.host,
+          port: settings.port,
+          hostaddr: settings.hostaddr,
+          password: settings.password,
+          passwordSource: settings.passwordSource,
+        },
+      ];
+}
+
+/** `host:port` as a URL writes it (`[::1]:5432`, socket directories percent-encoded). */
+export function hostLabel(target: Pick<HostTarget, 'host' | 'port'>): string {
+  const host = target.host.startsWith('/')
+    ? encodeURIComponent(target.host)
+    : target.host.includes(':')
+      ? `[${target.host}]`
+      : target.host;
+  return `${host}:${target.port}`;
+}
+
+/**
+ * Redacted one-line description of where we connect: never contains a password. With several hosts it lists them
+ * all, like the URL a user would write.
+ */
+export function describeConnection(
+  settings: Pick<ConnectionSettings, 'host' | 'port' | 'user' | 'database'> & { hosts?: HostTarget[] | undefined },
+): string {
+  const hosts = settings.hosts?.length ? settings.hosts : [settings];
+  return `postgres://${encodeURIComponent(settings.user)}@${hosts.map(hostLabel).join(',')}/${encodeURIComponent(settings.database)}`;
 }
 
 export function badSetting(message: string, fix: string): PgStateError {
@@ -115,9 +178,12 @@ export function badSetting(message: string, fix: string): PgStateError {
  * installs it as `toJSON` and the inspect hook so `console.log(settings)` and `JSON.stringify` never leak.
  */
 export function redactedSettings(settings: ConnectionSettings): Record<string, unknown> {
-  const { password, sslKey, ...rest } = settings;
+  const { password, sslKey, hosts, ...rest } = settings;
   return {
     ...rest,
+    ...(hosts === undefined
+      ? {}
+      : { hosts: hosts.map((h) => ({ ...h, password: h.password === undefined ? undefined : '[redacted]' })) }),
     password: password === undefined ? undefined : '[redacted]',
     sslKey: sslKey === undefined ? undefined : '[redacted]',
   };

@@ -7,6 +7,7 @@ import { afterAll, describe, expect, test } from 'vitest';
 import {
   type ConnectionInput,
   type ConnectionSettings,
+  type HostTarget,
   type ParseOptions,
   parseConnectionSettings,
   tlsAttempts,
@@ -333,9 +334,51 @@ const cases: Case[] = [
   },
   { name: 'not a postgres URL', input: 'mysql://u@h/d', error: { code: 'BAD_SETTING', message: /mysql:/ } },
   {
-    name: 'several hosts',
-    input: 'postgres://u@h1:5432,h2:5432/d',
-    error: { code: 'BAD_SETTING', message: /several hosts/ },
+    name: 'more ports than hosts (keyword form)',
+    input: 'host=h1,h2 port=5432,5433,5434',
+    error: { code: 'BAD_SETTING', message: /3 ports \(from keyword port\) do not match 2 hosts/ },
+  },
+  {
+    name: 'two ports for three hosts from the environment',
+    input: 'postgres:///d',
+    env: { PGHOST: 'a,b,c', PGPORT: '1,2' },
+    error: { code: 'BAD_SETTING', message: /2 ports \(from PGPORT\) do not match 3 hosts \(from PGHOST\)/ },
+  },
+  {
+    name: 'hostaddr count differs from host count',
+    input: 'postgres://u@h1,h2/d?hostaddr=10.0.0.1',
+    error: { code: 'BAD_SETTING', message: /2 host names .* 1 hostaddr/ },
+  },
+  {
+    name: 'a bad port inside a host list',
+    input: 'postgres://u@h1:5432,h2:nope/d',
+    error: { code: 'BAD_SETTING', message: /port "nope"/ },
+  },
+  {
+    name: 'unknown target_session_attrs',
+    input: 'postgres://u@h1,h2/d?target_session_attrs=master',
+    error: { code: 'BAD_SETTING', message: /target_session_attrs=master .*URL parameter target_session_attrs/ },
+  },
+  {
+    name: 'unknown load_balance_hosts',
+    input: 'postgres://u@h1,h2/d',
+    env: { PGLOADBALANCEHOSTS: 'roundrobin' },
+    error: { code: 'BAD_SETTING', message: /load_balance_hosts=roundrobin .*PGLOADBALANCEHOSTS/ },
+  },
+  {
+    name: 'keyword form: unterminated quote',
+    input: "host=h password='S3cr3t",
+    error: { code: 'BAD_SETTING', message: /password has no closing quote/ },
+  },
+  {
+    name: 'keyword form: an entry without = never echoes the text',
+    input: 'host=h password S3cr3t',
+    error: { code: 'BAD_SETTING', message: /without "keyword=value" at character 8 \(after "password"\)/ },
+  },
+  {
+    name: 'keyword form: unknown keyword',
+    input: 'host=h colour=blue',
+    error: { code: 'BAD_SETTING', message: /Unknown connection keyword "colour"/ },
   },
   {
     name: 'schema path without allowSchemaPath',
@@ -369,11 +412,6 @@ const cases: Case[] = [
     error: { code: 'BAD_SETTING', message: /minConnections/ },
   },
   {
-    name: 'target_session_attrs other than any',
-    input: 'postgres://u@h/d?target_session_attrs=read-write',
-    error: { code: 'BAD_SETTING', message: /target_session_attrs/ },
-  },
-  {
     name: 'secret document for another engine',
     input: { secretEnv: 'S' },
     env: { S: '{"engine":"mysql","username":"x"}' },
@@ -401,6 +439,88 @@ const cases: Case[] = [
     error: { code: 'BAD_SETTING', message: /connect_timeout/ },
   },
 ];
+
+const h = (host: string, port: number, extra: Record<string, unknown> = {}) => ({ host, port, ...extra }) as HostTarget;
+cases.push(
+  {
+    name: 'multi-host URL with a port each, read-write',
+    input: 'postgres://u:pw@127.0.0.1:5433,127.0.0.1:5434/db?target_session_attrs=read-write',
+    expect: {
+      host: '127.0.0.1',
+      port: 5433,
+      password: 'pw',
+      hosts: [h('127.0.0.1', 5433, { password: 'pw' }), h('127.0.0.1', 5434, { password: 'pw' })],
+      targetSessionAttrs: 'read-write',
+      loadBalanceHosts: 'disable',
+    },
+  },
+  {
+    name: 'a host without a port in a URL list gets 5432; IPv6 in brackets',
+    input: 'postgres://u@db1,[::1]:6000,db3:7000/db',
+    expect: { hosts: [h('db1', 5432), h('::1', 6000), h('db3', 7000)], targetSessionAttrs: 'any' },
+  },
+  {
+    name: 'one URL port list entry per host, PGPORT ignored when the URL has ports',
+    input: 'postgres://u@db1:1111,db2/db',
+    env: { PGPORT: '9999' },
+    expect: { hosts: [h('db1', 1111), h('db2', 5432)] },
+  },
+  {
+    name: 'URL hosts without ports take the one PGPORT',
+    input: 'postgres://u@db1,db2/db',
+    env: { PGPORT: '6432' },
+    expect: { hosts: [h('db1', 6432), h('db2', 6432)] },
+  },
+  {
+    name: 'PGHOST/PGPORT lists, PGTARGETSESSIONATTRS, PGLOADBALANCEHOSTS',
+    input: 'postgres:///db',
+    env: {
+      PGHOST: 'a.example,b.example',
+      PGPORT: '5432,5433',
+      PGTARGETSESSIONATTRS: 'prefer-standby',
+      PGLOADBALANCEHOSTS: 'random',
+    },
+    expect: {
+      hosts: [h('a.example', 5432), h('b.example', 5433)],
+      targetSessionAttrs: 'prefer-standby',
+      loadBalanceHosts: 'random',
+    },
+  },
+  {
+    name: 'keyword form: host and port lists, quoted values',
+    input: "host=h1,h2 port=5432,5433 dbname=app user=u password='a b\\'c' target_session_attrs=primary",
+    expect: {
+      hosts: [h('h1', 5432), h('h2', 5433)],
+      database: 'app',
+      user: 'u',
+      password: "a b'c",
+      targetSessionAttrs: 'primary',
+    },
+  },
+  {
+    name: 'keyword form: one port for every host, a socket directory among them',
+    input: 'host=/var/run/pg,db2 port = 6543 dbname=app connect_timeout=3',
+    expect: { hosts: [h('/var/run/pg', 6543), h('db2', 6543)], connectTimeoutMs: 3000 },
+  },
+  {
+    name: 'hostaddr list pairs with the host list',
+    input: 'postgres://u@a.example,b.example/d?hostaddr=10.0.0.1,10.0.0.2',
+    expect: {
+      hostaddr: '10.0.0.1',
+      hosts: [h('a.example', 5432, { hostaddr: '10.0.0.1' }), h('b.example', 5432, { hostaddr: '10.0.0.2' })],
+    },
+  },
+  {
+    name: 'fields: host and port lists and the session fields',
+    input: { host: 'h1,h2', port: '1,2', targetSessionAttrs: 'standby', loadBalanceHosts: 'disable' },
+    expect: { hosts: [h('h1', 1), h('h2', 2)], targetSessionAttrs: 'standby' },
+  },
+  {
+    name: 'every target_session_attrs libpq knows',
+    input: 'postgres://u@h/d?target_session_attrs=read-only',
+    expect: { targetSessionAttrs: 'read-only' },
+  },
+);
 
 describe('parseConnectionSettings: inputs -> settings', () => {
   test.each(cases.map((c) => [c.name, c] as const))('%s', (_name, c) => {
@@ -463,6 +583,17 @@ describe('.pgpass like libpq', () => {
     expect(s.passwordSource).toBe(password === undefined ? 'none' : 'pgpass');
   });
 
+  test('with several hosts, .pgpass is looked up for each host and port', () => {
+    const s = parse('postgres://alice@db.example.com,other.example,localhost:5433/app', { PGPORT: '' });
+    expect(s.hosts?.map((x) => [x.host, x.port, x.password, x.passwordSource])).toEqual([
+      ['db.example.com', 5432, 'first:pass', 'pgpass'],
+      ['other.example', 5432, undefined, 'none'],
+      ['localhost', 5433, undefined, 'none'],
+    ]);
+    const carol = parse('host=elsewhere,localhost port=5432,5433 user=carol dbname=x');
+    expect(carol.hosts?.map((x) => x.password)).toEqual([undefined, 'socketpw']);
+  });
+
   test('an explicit password or PGPASSWORD wins over .pgpass', () => {
     expect(parse('postgres://alice:given@db.example.com/app').password).toBe('given');
     expect(parse('postgres://alice@db.example.com/app', { PGPASSWORD: 'envpw' }).password).toBe('envpw');
@@ -499,6 +630,11 @@ test('printing settings never shows the password or the private key', () => {
   for (const shown of [JSON.stringify(s), util.inspect(s), util.format('%o', s)]) {
     expect(shown).not.toContain('S3cr3t-print');
     expect(shown).not.toContain('PRIVATE KEY');
+  }
+  const multi = parseConnectionSettings('postgres://u:S3cr3t-print@h1,h2/d', { env: baseEnv });
+  expect(multi.hosts?.[1]?.password).toBe('S3cr3t-print');
+  for (const shown of [JSON.stringify(multi), util.inspect(multi, { depth: 5 })]) {
+    expect(shown).not.toContain('S3cr3t-print');
   }
   // A spread copy stays usable (and loses only the print hooks).
   expect({ ...s, schema: 'x' }.password).toBe('S3cr3t-print');

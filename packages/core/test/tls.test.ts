@@ -203,7 +203,9 @@ describe('no password in any error, whatever the path', () => {
       `postgres://u:${encoded}@h/d?sslmod=disable`,
       `postgres://u:${encoded}@h/d?sslmode=verify-full`,
       `postgres://u:${encoded}@h/d?sslmode=verify-ca&sslrootcert=/missing.pem`,
-      `postgres://u:${encoded}@h1,h2/d`,
+      `postgres://u:${encoded}@h1,h2/d?port=1,2,3`,
+      `host=h1,h2 port=1,2,3 password=${encoded}`,
+      `host=h password '${encoded}'`,
       `mysql://u:${encoded}@h/d`,
       `postgres://u:${encoded}%ZZ@h/d`,
     ]) {
