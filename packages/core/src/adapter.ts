@@ -142,9 +142,14 @@ export function findLayout(adapter: Pick<AdapterDefinition, 'name' | 'layouts'>,
   if (found) return found;
   throw new PgStateError(
     'BAD_SETTING',
-    `Unknown ${adapter.name} layout ${JSON.stringify(String(name)).slice(0, 60)}.`,
+    `Unknown ${title(adapter.name)} layout ${JSON.stringify(String(name)).slice(0, 60)}.`,
     { fix: `Use layout ${adapter.layouts.map(layoutChoice).join(', ')}.` },
   );
+}
+
+/** `pulumi` -> `Pulumi`, for messages. */
+function title(name: string): string {
+  return name.charAt(0).toUpperCase() + name.slice(1);
 }
 
 function layoutChoice(layout: AdapterLayout): string {
@@ -162,8 +167,8 @@ export class LayoutMismatchError extends PgStateError {
   readonly table: string;
   constructor(adapter: string, requested: string, found: DetectedLayout, detail: string) {
     const right = found.layouts[0] ?? 'unknown';
-    super('BAD_SETTING', `${found.table} has the ${adapter} ${right} layout, not ${requested}: ${detail}.`, {
-      fix: `Use the ${adapter} layout "${right}" for ${found.table}.`,
+    super('BAD_SETTING', `${found.table} has the ${title(adapter)} ${right} layout, not ${requested}: ${detail}.`, {
+      fix: `Use the ${title(adapter)} layout "${right}" for ${found.table}.`,
     });
     this.name = 'LayoutMismatchError';
     this.adapter = adapter;

@@ -36,7 +36,7 @@ describe('layout names', () => {
     expect(resolveTarget({ adapter: 'meltano', layout: 'pgstate' }).config).toBe('meltano-seed:public');
     expect(resolveTarget({ adapter: 'meltano' }).layout).toBe('pgstate');
     expect(() => resolveTarget({ adapter: 'meltano', layout: 'weird' as 'plugin' })).toThrow(
-      /Unknown meltano layout "weird"/,
+      /Unknown Meltano layout "weird"/,
     );
   });
 });
@@ -48,7 +48,7 @@ describe('layout detection', () => {
     const error = await migrate(pool, target).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(LayoutMismatchError);
     expect((error as LayoutMismatchError).found).toBe('native');
-    expect((error as Error).message).toMatch(/native1\.pulumi_state has the pulumi native layout, not bytea/);
+    expect((error as Error).message).toMatch(/native1\.pulumi_state has the Pulumi native layout, not bytea/);
     expect((error as LayoutMismatchError).fix).not.toMatch(/--layout/);
     await expect(migrate(pool, target, { dryRun: true })).rejects.toBeInstanceOf(LayoutMismatchError);
     // Nothing recorded for the bytea configuration, and the table is as Pulumi made it.
@@ -66,14 +66,14 @@ describe('layout detection', () => {
   it('assertLayout names the layout that fits for a reader, and passes where nothing or the right layout exists', async () => {
     await pulumiNativeTable('native2');
     await expect(assertLayout(pool, { adapter: 'pulumi', schema: 'native2' })).rejects.toThrow(
-      /native2\.pulumi_state has the pulumi native layout, not bytea/,
+      /native2\.pulumi_state has the Pulumi native layout, not bytea/,
     );
     await assertLayout(pool, { adapter: 'pulumi', schema: 'native2', layout: 'native' });
     await assertLayout(pool, { adapter: 'pulumi', schema: 'nothing_here' });
     await migrate(pool, { adapter: 'pulumi', schema: 'bytea1' });
     await assertLayout(pool, { adapter: 'pulumi', schema: 'bytea1', layout: 'seed' });
     await expect(assertLayout(pool, { adapter: 'pulumi', schema: 'bytea1', layout: 'native' })).rejects.toThrow(
-      /has the pulumi bytea layout, not native/,
+      /has the Pulumi bytea layout, not native/,
     );
   });
 
@@ -82,7 +82,7 @@ describe('layout detection', () => {
     const error = await assertLayout(pool, { adapter: 'meltano', schema: 'mel1' }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(LayoutMismatchError);
     expect((error as LayoutMismatchError).found).toBe('plugin');
-    expect((error as Error).message).toMatch(/mel1\.state has the meltano plugin layout, not pgstate/);
+    expect((error as Error).message).toMatch(/mel1\.state has the Meltano plugin layout, not pgstate/);
     await assertLayout(pool, { adapter: 'meltano', layout: 'plugin', schema: 'mel1' });
     // Both may live side by side: migrating the pgstate layout next to a `state` table is fine.
     await migrate(pool, { adapter: 'meltano', layout: 'pgstate', schema: 'mel1' });
