@@ -4,7 +4,8 @@
  * handlers only ever see the finished object through one atomic `putObject`, so an upload that dies half-way leaves
  * no trace in the state tables (abandoned uploads expire).
  */
-import { PgStateError, quoteIdentifier, validateIdentifier } from '@pgstate/core';
+import { isPgStateError, qualifiedName } from '@pgstate/core';
+import { GATEWAY_DEFAULT_SCHEMA, GATEWAY_UPLOAD_PARTS_TABLE, GATEWAY_UPLOADS_TABLE, migrate } from '@pgstate/schema';
 import type pg from 'pg';
 import { md5Hex } from './checksums.js';
 import { S3Error, s3Errors } from './errors.js';
@@ -24,65 +25,58 @@ export interface UploadInfo {
 
 export interface MultipartStoreOptions {
   pool: pg.Pool;
-  /** Schema of the two tables; default: the first schema on the connection's search_path. */
+  /** Schema of the two tables (migration set `gateway` of `@pgstate/schema`). Default `public`. */
   schema?: string;
   /** Uploads older than this are deleted when new ones start (default 7 days). */
   expireAfterMs?: number;
+  /**
+   * Apply the `gateway` migration set on first use (default true), as the adapters do with theirs: up to date, that
+   * only reads the journal, so a DML-only role works once an administrator ran `pgstate migrate`.
+   */
+  migrate?: boolean;
+  /** Schema of pgstate's migration journal, when not `pgstate`. */
+  internalSchema?: string;
 }
 
 export class MultipartStore {
   private readonly pool: pg.Pool;
+  private readonly schema: string;
   private readonly uploads: string;
   private readonly parts: string;
-  private readonly lockName: string;
   private readonly expireAfterSeconds: number;
+  private readonly runMigrations: boolean;
+  private readonly internalSchema: string | undefined;
   private ready: Promise<void> | undefined;
 
   constructor(options: MultipartStoreOptions) {
     this.pool = options.pool;
-    const prefix = options.schema ? `${quoteIdentifier(validateIdentifier(options.schema, 'schema'))}.` : '';
-    this.uploads = `${prefix}pgstate_s3_uploads`;
-    this.parts = `${prefix}pgstate_s3_upload_parts`;
-    this.lockName = `${options.schema ?? ''}.pgstate_s3_uploads`;
+    this.schema = options.schema ?? GATEWAY_DEFAULT_SCHEMA;
+    this.uploads = qualifiedName(this.schema, GATEWAY_UPLOADS_TABLE);
+    this.parts = qualifiedName(this.schema, GATEWAY_UPLOAD_PARTS_TABLE);
     this.expireAfterSeconds = Math.round((options.expireAfterMs ?? 7 * 24 * 3600 * 1000) / 1000);
+    this.runMigrations = options.migrate ?? true;
+    this.internalSchema = options.internalSchema;
   }
 
-  /** Creates the tables on first use; concurrent gateways serialise on an advisory lock so DDL never races. */
-  private ensureTables(): Promise<void> {
+  /**
+   * Brings the tables up to date once, through `@pgstate/schema`'s migrator (the only place that creates tables; safe
+   * when many gateways start at once). A role that may not create them gets an S3 error that says what to run.
+   */
+  ensureTables(): Promise<void> {
     this.ready ??= (async () => {
-      const client = await this.pool.connect();
+      if (!this.runMigrations) return;
       try {
-        const exists = await client.query<{ ok: boolean }>(
-          'SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL AS ok',
-          [this.uploads, this.parts],
-        );
-        if (exists.rows[0]?.ok) return;
-        await client.query('BEGIN');
-        await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [this.lockName]);
-        await client.query(`CREATE TABLE IF NOT EXISTS ${this.uploads} (
-          upload_id text PRIMARY KEY,
-          bucket text NOT NULL,
-          key text NOT NULL,
-          created_at timestamptz NOT NULL DEFAULT now()
-        )`);
-        await client.query(`CREATE TABLE IF NOT EXISTS ${this.parts} (
-          upload_id text NOT NULL REFERENCES ${this.uploads} (upload_id) ON DELETE CASCADE,
-          part_number integer NOT NULL,
-          etag text NOT NULL,
-          size bigint NOT NULL,
-          data bytea NOT NULL,
-          uploaded_at timestamptz NOT NULL DEFAULT now(),
-          PRIMARY KEY (upload_id, part_number)
-        )`);
-        await client.query('COMMIT');
+        await migrate(this.pool, { adapter: 'gateway', schema: this.schema }, { internalSchema: this.internalSchema });
       } catch (error) {
-        await client.query('ROLLBACK').catch(() => {});
-        throw new PgStateError('QUERY_FAILED', 'Could not create the multipart upload tables.', {
-          fix: 'Grant CREATE on the schema to the gateway role once, or create the tables with `pgstate migrate`.',
-          cause: error,
-        });
-      } finally {
-        client.release();
+        if (isPgStateError(error, 'PERMISSION_DENIED') || isPgStateError(error, 'MIGRATIONS_PENDING')) {
+          throw new S3Error(
+            403,
+            'AccessDenied',
+            "Multipart uploads need the gateway's tables, which are not migrated in the state database (and this " +
+              "gateway's database role may not create them): run `pgstate migrate --adapter gateway` as an administrator.",
+          );
+        }
+        throw error;
       }
     })().catch((error) => {
       this.ready = undefined;
