@@ -17,6 +17,7 @@ import {
   type ObjectInfo,
   PgStateError,
   type PutConditions,
+  withTransaction,
 } from '@pgstate/core';
 import type pg from 'pg';
 import { dumpJson, isJsonObject, parseJson } from './json.js';
@@ -131,7 +132,7 @@ class MeltanoBucketHandler implements BucketHandler {
     };
   }
 
-  async #readState(client: pg.Pool | pg.PoolClient, stateId: string, forUpdate = false) {
+  async #readState(client: pg.Pool | pg.ClientBase, stateId: string, forUpdate = false) {
     const { rows } = await client.query<{
       partial_state: string | null;
       completed_state: string | null;
@@ -201,9 +202,7 @@ class MeltanoBucketHandler implements BucketHandler {
     };
     const completed = part('completed');
     const partial = part('partial');
-    const client = await this.#pool.connect();
-    try {
-      await client.query('BEGIN');
+    const updatedAt = await withTransaction(this.#pool, async (client) => {
       if (conditions.ifNoneMatch || conditions.ifMatch) {
         // Take the row (or the key's insert slot) so the condition and the write are one atomic step.
         await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 7))', [stateId]);
@@ -221,21 +220,16 @@ class MeltanoBucketHandler implements BucketHandler {
          RETURNING updated_at`,
         [stateId, writePart(partial, 'null'), writePart(completed, 'null')],
       );
-      await client.query('COMMIT');
-      return this.#info(
-        key,
-        this.#stateBody(stateId, {
-          completed_state: writePart(completed, 'null'),
-          partial_state: writePart(partial, 'null'),
-        }),
-        rows[0]?.updated_at ?? null,
-      );
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    } finally {
-      client.release();
-    }
+      return rows[0]?.updated_at ?? null;
+    });
+    return this.#info(
+      key,
+      this.#stateBody(stateId, {
+        completed_state: writePart(completed, 'null'),
+        partial_state: writePart(partial, 'null'),
+      }),
+      updatedAt,
+    );
   }
 
   async #putLock(key: string, stateId: string, text: string, conditions: PutConditions): Promise<ObjectInfo> {

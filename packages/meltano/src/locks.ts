@@ -17,6 +17,7 @@ import {
   type AdvisoryLock as SessionLock,
   settingsOf,
   toPgStateError,
+  withTransaction,
 } from '@pgstate/core';
 import pg from 'pg';
 
@@ -214,11 +215,11 @@ export async function detectTransactionPooling(pool: pg.Pool): Promise<boolean> 
     const b = await session(pool);
     try {
       const first = await pid(a.client);
-      await b.client.query('BEGIN');
-      const otherPid = await pid(b.client);
-      const second = await pid(a.client);
-      await b.client.query('COMMIT');
-      return otherPid === first || second !== first;
+      return await withTransaction(b.client, async (inside) => {
+        const otherPid = await pid(inside);
+        const second = await pid(a.client);
+        return otherPid === first || second !== first;
+      });
     } finally {
       await b.close();
     }

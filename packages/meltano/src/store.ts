@@ -3,7 +3,7 @@
  */
 
 import { randomUUID } from 'node:crypto';
-import { advisoryLockKey, createPool, PgStateError } from '@pgstate/core';
+import { advisoryLockKey, createPool, PgStateError, pgErrorKind, withTransaction } from '@pgstate/core';
 import { migrate } from '@pgstate/schema';
 import pg from 'pg';
 import {
@@ -79,7 +79,7 @@ interface Row extends StoredParts {
   updated_at: Date | null;
 }
 
-type Critical<T> = (client: pg.PoolClient) => Promise<T>;
+type Critical<T> = (client: pg.ClientBase) => Promise<T>;
 
 const EXPORT_BATCH = 1000;
 
@@ -138,7 +138,7 @@ export class MeltanoStateStore {
     return this.#read(this.#pool, stateId);
   }
 
-  async #read(client: pg.Pool | pg.PoolClient, stateId: string): Promise<MeltanoStateView | null> {
+  async #read(client: pg.Pool | pg.ClientBase, stateId: string): Promise<MeltanoStateView | null> {
     const { rows } = await client.query<Row>(this.#sql.read, [stateId]);
     const row = rows[0];
     return row ? toView(stateId, row) : null;
@@ -282,9 +282,8 @@ export class MeltanoStateStore {
     }
     const states = Object.keys(data).map((id) => parseExportEntry(id, (data as Record<string, unknown>)[id]));
     this.#written.clear();
-    const client = await this.#pool.connect();
-    try {
-      await client.query('BEGIN');
+    // One transaction: bad input or a failure writes nothing (and a connection whose ROLLBACK failed is dropped).
+    await withTransaction(this.#pool, async (client) => {
       for (let i = 0; i < states.length; i += EXPORT_BATCH) {
         const batch = states.slice(i, i + EXPORT_BATCH);
         await client.query(
@@ -300,13 +299,7 @@ export class MeltanoStateStore {
         );
         options.onProgress?.(Math.min(i + batch.length, states.length), states.length);
       }
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    } finally {
-      client.release();
-    }
+    });
     return states.length;
   }
 
@@ -430,7 +423,7 @@ export class MeltanoStateStore {
    * taken inside a transaction, so the row is read FOR UPDATE (they then fail their version check and come here)
    * and a first insert only happens if nobody inserted meanwhile (else read again).
    */
-  async #applyLocked(client: pg.PoolClient, state: MeltanoState): Promise<void> {
+  async #applyLocked(client: pg.ClientBase, state: MeltanoState): Promise<void> {
     const { stateId } = state;
     this.#written.delete(stateId);
     if (!isEmpty(state.completed)) {
@@ -462,39 +455,34 @@ export class MeltanoStateStore {
     if (lock) return this.#underHeldLock(stateId, lock, fn);
     const deadline = Date.now() + this.lockWaitSeconds * 1000;
     for (let attempt = 0; ; attempt++) {
-      const client = await this.#pool.connect();
-      let retry = false;
+      let outcome: { held: true; result: T } | { held: false };
       try {
-        await client.query('BEGIN');
-        const waitMs = Math.max(1, deadline - Date.now());
-        await client.query(`SET LOCAL lock_timeout = ${Math.round(waitMs)}`);
-        if (this.config.locksTable) {
-          const { rowCount } = await client.query(lockRowUpsert(this.config.locksTable), [
-            stateId,
-            'pgstate:txn',
-            this.lockTimeoutSeconds,
-          ]);
-          retry = rowCount !== 1;
-        } else {
-          await client.query('SELECT pg_advisory_xact_lock($1::int8)', [advisoryLockKey(stateId).toString()]);
-        }
-        if (!retry) {
+        outcome = await withTransaction(this.#pool, async (client) => {
+          const waitMs = Math.max(1, deadline - Date.now());
+          await client.query(`SET LOCAL lock_timeout = ${Math.round(waitMs)}`);
+          if (this.config.locksTable) {
+            const { rowCount } = await client.query(lockRowUpsert(this.config.locksTable), [
+              stateId,
+              'pgstate:txn',
+              this.lockTimeoutSeconds,
+            ]);
+            // Another live holder: nothing was written, so committing this empty transaction is a rollback.
+            if (rowCount !== 1) return { held: false };
+          } else {
+            await client.query('SELECT pg_advisory_xact_lock($1::int8)', [advisoryLockKey(stateId).toString()]);
+          }
           await client.query('SET LOCAL lock_timeout = 0');
           const result = await fn(client);
           if (this.config.locksTable) {
             await client.query(`DELETE FROM ${this.config.locksTable} WHERE state_id = $1`, [stateId]);
           }
-          await client.query('COMMIT');
-          return result;
-        }
-        await client.query('ROLLBACK');
+          return { held: true, result };
+        });
       } catch (error) {
-        await client.query('ROLLBACK').catch(() => {});
-        if ((error as { code?: string }).code === '55P03') throw lockTimeoutError(stateId, this.lockWaitSeconds, error);
+        if (pgErrorKind(error) === 'lock-not-available') throw lockTimeoutError(stateId, this.lockWaitSeconds, error);
         throw error;
-      } finally {
-        client.release();
       }
+      if (outcome.held) return outcome.result;
       if (Date.now() >= deadline) throw lockTimeoutError(stateId, this.lockWaitSeconds);
       await sleep(Math.min(backoff(attempt, this.lockRetrySeconds * 1000), Math.max(0, deadline - Date.now())));
     }
@@ -507,9 +495,7 @@ export class MeltanoStateStore {
       });
     }
     if (lock.lost) throw lockLostError(stateId, 'it expired or its connection closed');
-    const client = await this.#pool.connect();
-    try {
-      await client.query('BEGIN');
+    return withTransaction(this.#pool, async (client) => {
       if (lock instanceof AdvisoryLock) await lock.verify(client);
       if (lock instanceof RowLock) {
         // Fencing: the row is locked until commit, so nobody can take it over between this check and the write.
@@ -519,15 +505,8 @@ export class MeltanoStateStore {
         );
         if (rowCount !== 1) throw lockLostError(stateId, 'its lock row expired and was taken over');
       }
-      const result = await fn(client);
-      await client.query('COMMIT');
-      return result;
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    } finally {
-      client.release();
-    }
+      return fn(client);
+    });
   }
 }
 
