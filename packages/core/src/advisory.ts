@@ -2,13 +2,18 @@
  * Session advisory locks, for interoperating with host tools that use them (Meltano's PostgreSQL state plugin).
  * A session lock belongs to a connection, so it is held on a dedicated connection for as long as the lock lives;
  * behind PgBouncer in transaction mode session locks do not work at all (use lease locks there).
+ *
+ * With several hosts the lock connection always goes to the primary (a standby has its own lock table). When that
+ * connection drops -- the primary failed, or its backend was killed -- the server has released the lock: `lost` turns
+ * true and `signal` aborts at once, and `verify()` asks the server, so a holder never goes on believing it holds a
+ * lock that someone on the new primary may have taken.
  */
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { connectClient, settingsOf } from './client.js';
 import { toPgStateError } from './connection-errors.js';
 import { PgStateError } from './errors.js';
-import type { ConnectionSettings } from './settings.js';
+import { type ConnectionSettings, onPrimary } from './settings.js';
 
 /** Meltano's key: the first 8 bytes of MD5(text) as a big-endian signed 64-bit integer. */
 export function advisoryLockKey(text: string): bigint {
@@ -19,6 +24,13 @@ export interface AdvisoryLock extends AsyncDisposable {
   readonly key: bigint;
   /** True once the connection holding the lock dropped (the server released the lock then). */
   readonly lost: boolean;
+  /** Aborted (with a LOCK_LOST PgStateError as reason) as soon as the lock is known to be lost. */
+  readonly signal: AbortSignal;
+  /**
+   * Asks the server on the lock's own connection whether it still holds the lock; throws LOCK_LOST (and marks the
+   * lock lost) when it does not or cannot answer. Call it before work the lock protects.
+   */
+  verify(): Promise<void>;
   release(): Promise<void>;
 }
 
@@ -52,7 +64,7 @@ export async function acquireAdvisoryLock(
   let client: pg.ClientBase;
   let close: () => Promise<void>;
   if (settings) {
-    const dedicated = await connectClient(settings);
+    const dedicated = await connectClient(onPrimary(settings));
     client = dedicated;
     close = () => dedicated.end().catch(() => {});
   } else {
@@ -63,13 +75,17 @@ export async function acquireAdvisoryLock(
     // Destroy instead of returning it: the pool must never hand out a connection with our session state.
     close = async () => pooled.release(true);
   }
-  let lost = false;
-  client.on('error', () => {
-    lost = true;
-  });
-  client.on('end', () => {
-    lost = true;
-  });
+  const controller = new AbortController();
+  const lose = (why: string) => {
+    if (controller.signal.aborted) return;
+    controller.abort(
+      new PgStateError('LOCK_LOST', `The advisory lock ${key} was lost: ${why}.`, {
+        fix: 'Stop the work the lock protects: another session may hold it now. Take the lock again and start over.',
+      }),
+    );
+  };
+  client.on('error', () => lose('its connection failed'));
+  client.on('end', () => lose('its connection was closed'));
   const deadline = Date.now() + timeoutMs;
   try {
     for (;;) {
@@ -93,16 +109,40 @@ export async function acquireAdvisoryLock(
     if (released) return;
     released = true;
     try {
-      if (!lost) await client.query('SELECT pg_advisory_unlock($1::bigint)', [key.toString()]);
+      if (!controller.signal.aborted) await client.query('SELECT pg_advisory_unlock($1::bigint)', [key.toString()]);
     } finally {
       await close();
     }
   };
+  const verify = async () => {
+    if (released) {
+      throw new PgStateError('LOCK_LOST', `The advisory lock ${key} was already released.`, {
+        fix: 'Take the lock again before the work it protects.',
+      });
+    }
+    if (!controller.signal.aborted) {
+      // pg_locks shows a bigint key as classid (high 32 bits) and objid (low 32 bits) with objsubid 1.
+      const held = await client
+        .query<{ held: boolean }>(
+          `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1
+                     AND pid = pg_backend_pid() AND ((classid::bigint << 32) | objid::bigint) = $1::bigint) AS held`,
+          [key.toString()],
+        )
+        .then(
+          (r) => r.rows[0]?.held === true,
+          () => false,
+        );
+      if (!held) lose('the server no longer holds it for this session');
+    }
+    if (controller.signal.aborted) throw controller.signal.reason;
+  };
   return {
     key,
     get lost() {
-      return lost;
+      return controller.signal.aborted;
     },
+    signal: controller.signal,
+    verify,
     release,
     [Symbol.asyncDispose]: release,
   };

@@ -16,6 +16,7 @@ import tls from 'node:tls';
 import pg from 'pg';
 import { isConnectionLoss, toPgStateError } from './connection-errors.js';
 import { PgStateError, type PgStateErrorCode } from './errors.js';
+import { pgErrorKind } from './pg-errors.js';
 import {
   type ConnectionSettings,
   describeConnection,
@@ -188,6 +189,42 @@ function walkError(settings: ConnectionSettings, failures: HostFailure[]): PgSta
 /** Queries that fail this way leave the connection unfit for reuse: 25006 (read-only: a standby), or a lost server. */
 function poisonsConnection(error: unknown): boolean {
   return (error instanceof pg.DatabaseError && error.code === '25006') || isConnectionLoss(error);
+}
+
+/**
+ * True for what a failover looks like from a client: the connection was lost or could not be made (UNREACHABLE,
+ * also when no host is primary yet), or the server turned out read-only (25006). Worth retrying on a new connection.
+ */
+export function isFailoverError(error: unknown): boolean {
+  const kind = pgErrorKind(error);
+  return kind === 'connection-lost' || kind === 'read-only-transaction';
+}
+
+export interface RetryOptions {
+  /** Tries in all (default 6). */
+  attempts?: number;
+  /** First pause between tries, doubled after each (default 250 ms, at most `maxDelayMs`, default 5 s). */
+  delayMs?: number;
+  maxDelayMs?: number;
+}
+
+/**
+ * Runs `fn` again after failover errors (`isFailoverError`), with growing pauses. Only for idempotent work (reads,
+ * or writes that are safe to repeat): a write whose connection was cut may or may not have committed, so everything
+ * else should let the error reach its caller, which gets a retryable error (UNREACHABLE, or the S3 gateway's 503).
+ */
+export async function withRetry<T>(fn: () => Promise<T>, options: RetryOptions = {}): Promise<T> {
+  const attempts = options.attempts ?? 6;
+  let delay = options.delayMs ?? 250;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (error) {
+      if (attempt >= attempts || !isFailoverError(error)) throw error;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      delay = Math.min(delay * 2, options.maxDelayMs ?? 5000);
+    }
+  }
 }
 
 const DISCARD = Symbol('pgstate.discard');

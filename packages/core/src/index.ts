@@ -7,12 +7,15 @@ export {
   connectClient,
   connectedHost,
   createPool,
+  isFailoverError,
   poolConfig,
+  type RetryOptions,
   settingsForHost,
   settingsOf,
   tlsAttempts,
   tlsOptions,
   withClient,
+  withRetry,
 } from './client.js';
 export * from './cluster.js';
 export {

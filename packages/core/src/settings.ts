@@ -148,6 +148,16 @@ export function hostsOf(settings: ConnectionSettings): HostTarget[] {
       ];
 }
 
+/**
+ * The settings for a connection that must reach the primary whatever the user's target_session_attrs allow: LISTEN
+ * (notifications are sent on the primary; a standby refuses LISTEN) and session advisory locks (a standby keeps its
+ * own lock table, so a lock taken there would exclude nobody on the primary).
+ */
+export function onPrimary(settings: ConnectionSettings): ConnectionSettings {
+  const attrs = settings.targetSessionAttrs ?? 'any';
+  return attrs === 'primary' || attrs === 'read-write' ? settings : { ...settings, targetSessionAttrs: 'primary' };
+}
+
 /** `host:port` as a URL writes it (`[::1]:5432`, socket directories percent-encoded). */
 export function hostLabel(target: Pick<HostTarget, 'host' | 'port'>): string {
   const host = target.host.startsWith('/')

@@ -6,16 +6,21 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
+  acquireAdvisoryLock,
+  advisoryLockKey,
   connectClient,
   connectedHost,
   createPool,
   findLocalInstallations,
   freeLoopbackPort,
+  isFailoverError,
+  LeaseLocks,
   parseConnectionSettings,
   type RunningCluster,
   startCluster,
   startStandby,
   withClient,
+  withRetry,
 } from '../src/index.js';
 import { expectNoSecret, rejectionOf } from './helpers.js';
 
@@ -165,3 +170,115 @@ describe('pools and read-only servers', () => {
     expect(pool.totalCount).toBe(1);
   });
 });
+
+test('a session advisory lock is taken on the primary even when target_session_attrs would allow the standby', async () => {
+  const settings = parseConnectionSettings(url([standby.port, primary.port], { target_session_attrs: 'any' }));
+  const key = advisoryLockKey('ha-on-primary');
+  const lock = await acquireAdvisoryLock(settings, key, { timeoutMs: 0 });
+  try {
+    const admin = new pg.Client({ connectionString: primary.url });
+    await admin.connect();
+    const { rows } = await admin.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND granted
+          AND ((classid::bigint << 32) | objid::bigint) = $1::bigint`,
+      [key.toString()],
+    );
+    await admin.end();
+    expect(rows[0]?.n).toBe(1);
+    await lock.verify();
+  } finally {
+    await lock.release();
+  }
+  expect(await rejectionOf(lock.verify())).toMatchObject({ code: 'LOCK_LOST' });
+});
+
+describe('failover: the primary stops, the standby is promoted (this ends the pair)', () => {
+  test('pools, advisory locks and leases carry on on the new primary without a restart', async () => {
+    const settings = parseConnectionSettings(
+      url([primary.port, standby.port], { target_session_attrs: 'read-write', connect_timeout: '2' }),
+    );
+    const pool = createPool(settings);
+    pools.push(pool);
+    await pool.query(`CREATE SCHEMA IF NOT EXISTS pgstate;
+      CREATE TABLE IF NOT EXISTS pgstate.leases (name text PRIMARY KEY, owner text NOT NULL,
+        acquired_at timestamptz NOT NULL, expires_at timestamptz NOT NULL, heartbeat_at timestamptz, info jsonb)`);
+    await pool.query("INSERT INTO ha (v) VALUES ('before')");
+    const key = advisoryLockKey('ha-failover');
+    const lock = await acquireAdvisoryLock(pool, key);
+    await lock.verify();
+    const locks = new LeaseLocks(pool, { schema: 'pgstate', table: 'leases' });
+    const lease = await locks.acquire('ha-lease', { ttlMs: 60_000, heartbeatMs: 100 });
+    // Everything above is on the standby before the primary goes (this pair replicates asynchronously).
+    await waitForReplay();
+
+    await primary.stop('immediate');
+    // The lock's connection is gone with the server, and with it the lock: the holder is told at once.
+    await eventually(() => lock.lost);
+    expect(lock.signal.aborted).toBe(true);
+    expect(await rejectionOf(lock.verify())).toMatchObject({ code: 'LOCK_LOST' });
+    // Until a primary exists, writes fail with a retryable error that names both hosts, never the password.
+    const during = await rejectionOf(pool.query("INSERT INTO ha (v) VALUES ('during')"));
+    expect(isFailoverError(during)).toBe(true);
+    expect(during).toMatchObject({ code: 'UNREACHABLE' });
+    expect((during as Error).message).toContain(
+      `127.0.0.1:${primary.port}: connection refused; 127.0.0.1:${standby.port}: server is in read-only mode`,
+    );
+    expectNoSecret(during, primary.password);
+    // An idempotent read under withRetry rides out the failover.
+    const read = withRetry(() => pool.query<{ n: number }>('SELECT count(*)::int AS n FROM ha'), {
+      attempts: 40,
+      delayMs: 100,
+      maxDelayMs: 250,
+    });
+
+    await standby.promote();
+    expect((await read).rows[0]?.n).toBeGreaterThanOrEqual(1);
+    // The same pool writes again, now on the promoted standby.
+    await pool.query("INSERT INTO ha (v) VALUES ('after')");
+    await withClient(pool, async (client) => expect(connectedHost(client)?.port).toBe(standby.port));
+    const values = (await pool.query<{ v: string }>('SELECT v FROM ha ORDER BY id')).rows.map((r) => r.v);
+    expect(values).toEqual(expect.arrayContaining(['before', 'after']));
+    expect(values).not.toContain('during');
+
+    // The advisory lock is free on the new primary: a new holder gets it, the old one still knows it lost it.
+    const next = await acquireAdvisoryLock(pool, key, { timeoutMs: 0 });
+    await next.verify();
+    expect(lock.lost).toBe(true);
+    expect(await rejectionOf(acquireAdvisoryLock(settings, key, { timeoutMs: 0 }))).toMatchObject({
+      code: 'LOCK_TIMEOUT',
+    });
+    await next.release();
+    await lock.release();
+
+    // The lease row survived the failover: its holder renews it on the new primary and nobody else can take it.
+    const renewedBefore = (await locks.inspect('ha-lease'))?.heartbeatAt?.getTime() ?? 0;
+    await eventually(async () => ((await locks.inspect('ha-lease'))?.heartbeatAt?.getTime() ?? 0) > renewedBefore);
+    expect(lease.lost).toBe(false);
+    expect(await locks.tryAcquire('ha-lease', { ttlMs: 60_000 })).toBeUndefined();
+    await lease.release();
+  });
+});
+
+/** Waits until the standby has replayed everything the primary has written so far. */
+async function waitForReplay(): Promise<void> {
+  const p = new pg.Client({ connectionString: primary.url });
+  await p.connect();
+  const { rows } = await p.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
+  await p.end();
+  const s = new pg.Client({ connectionString: standby.url });
+  await s.connect();
+  await eventually(
+    async () =>
+      (await s.query<{ ok: boolean }>('SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok', [rows[0]?.lsn])).rows[0]
+        ?.ok === true,
+  );
+  await s.end();
+}
+
+async function eventually(check: () => boolean | Promise<boolean>, what = 'condition'): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what} did not happen within 30 s`);
+}

@@ -12,11 +12,14 @@
  * - a slow safety-net re-read even while everything looks healthy.
  * Watchers never see a checkpoint go backwards: an older (checkpoint, lsn) than the last one yielded is dropped.
  *
+ * With a multi-host connection the LISTEN connection always goes to the primary, and after a failover it is cut and
+ * re-established on the new primary like any lost connection (then the row is re-read, so nothing is missed).
+ *
  * Behind PgBouncer in transaction mode LISTEN does not work (the server connection is shared): give a direct
  * `listenConnection`, or use `mode: 'poll'`.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type ConnectionSettings, connectClient } from '@pgstate/core';
+import { type ConnectionSettings, connectClient, onPrimary } from '@pgstate/core';
 import type pg from 'pg';
 import { checkpointChannel } from './batch/checkpoints.js';
 import type { StorageDb } from './db.js';
@@ -254,7 +257,9 @@ export class CheckpointNotifier {
   }
 
   private async connect(signal: AbortSignal): Promise<void> {
-    const settings = this.options.listenConnection ?? this.db.config.connection;
+    // onPrimary: with several hosts, LISTEN must reach the primary (a standby refuses LISTEN and never sees the
+    // writer's NOTIFY); after a failover the reconnect below walks the hosts to the new primary.
+    const settings = onPrimary(this.options.listenConnection ?? this.db.config.connection);
     const client = await connectClient({
       ...settings,
       applicationName: `${settings.applicationName ?? 'pgstate-powersync'}-listen`,
