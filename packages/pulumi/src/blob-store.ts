@@ -16,6 +16,9 @@ import {
   PgStateError,
   type PutConditions,
   parseConnectionSettings,
+  pgErrorKind,
+  toPgStateError,
+  withTransaction,
 } from '@pgstate/core';
 import { migrate } from '@pgstate/schema';
 import type pg from 'pg';
@@ -639,25 +642,10 @@ export class PulumiBlobStore {
     return summary;
   }
 
-  /** Runs fn in one transaction on one connection; a connection that failed mid-way is discarded, not reused. */
+  /** Runs fn in one transaction on one connection (core's withTransaction: a connection that failed is discarded). */
   async transaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect().catch(fail);
-    let broken: Error | undefined;
-    try {
-      await client.query('BEGIN');
-      const result = await fn(client);
-      await client.query('COMMIT');
-      return result;
-    } catch (error) {
-      try {
-        await client.query('ROLLBACK');
-      } catch (rollbackError) {
-        broken = rollbackError as Error;
-      }
-      throw mapError(error, true);
-    } finally {
-      client.release(broken);
-    }
+    // A client checked out of the pool, as this method has always promised its callers.
+    return withTransaction(this.pool, (client) => fn(client as pg.PoolClient)).catch(fail);
   }
 }
 
@@ -783,28 +771,28 @@ export function mapError(error: unknown, rethrow?: false): never;
 export function mapError(error: unknown, rethrow: true): PgStateError;
 export function mapError(error: unknown, rethrow = false): PgStateError {
   let mapped: PgStateError;
+  const kind = pgErrorKind(error);
+  const message = (error as { message?: string } | null)?.message ?? String(error);
   if (error instanceof PgStateError) mapped = error;
-  else {
-    const e = error as { code?: string; message?: string };
-    const message = e?.message ?? String(error);
-    if (e?.code === '42501') {
-      mapped = new PgStateError('PERMISSION_DENIED', `PostgreSQL refused: ${message}`, {
-        fix: 'Grant the role SELECT/INSERT/UPDATE/DELETE on the Pulumi tables (see `pgstate doctor`).',
-        cause: error,
-      });
-    } else if (e?.code === '42P01') {
-      mapped = new PgStateError('MIGRATIONS_PENDING', `A Pulumi table is missing: ${message}`, {
-        fix: 'Run `pgstate migrate --adapter pulumi` (with --table/--schema as configured) as a role that may create tables.',
-        cause: error,
-      });
-    } else if (e?.code && /^(ECONN|ENOTFOUND|ETIMEDOUT|EHOSTUNREACH|57P0|08)/.test(e.code)) {
-      mapped = new PgStateError('UNREACHABLE', `Lost the database connection: ${message}`, {
-        fix: 'Check that PostgreSQL is running and reachable; the write was not applied.',
-        cause: error,
-      });
-    } else {
-      mapped = new PgStateError('QUERY_FAILED', message, { cause: error });
-    }
+  else if (kind === 'insufficient-privilege') {
+    mapped = new PgStateError('PERMISSION_DENIED', `PostgreSQL refused: ${message}`, {
+      fix: 'Grant the role SELECT/INSERT/UPDATE/DELETE on the Pulumi tables (see `pgstate doctor`).',
+      cause: error,
+    });
+  } else if (kind === 'undefined-table') {
+    mapped = new PgStateError('MIGRATIONS_PENDING', `A Pulumi table is missing: ${message}`, {
+      fix: 'Run `pgstate migrate --adapter pulumi` (with --table/--schema as configured) as a role that may create tables.',
+      cause: error,
+    });
+  } else if (kind === 'connection-lost') {
+    mapped = new PgStateError('UNREACHABLE', `Lost the database connection: ${message}`, {
+      fix: 'Check that PostgreSQL is running and reachable; the write was not applied.',
+      cause: error,
+    });
+  } else {
+    // Connection problems core knows (a host that does not resolve, auth, TLS) keep core's codes and fixes.
+    const core = toPgStateError(error);
+    mapped = core.code === 'QUERY_FAILED' ? new PgStateError('QUERY_FAILED', message, { cause: error }) : core;
   }
   if (rethrow) return mapped;
   throw mapped;
