@@ -1,7 +1,7 @@
 import pg from 'pg';
-import { settingsOf, withClient } from './client.js';
+import { connectedHost, settingsOf, withClient } from './client.js';
 import { validateIdentifier } from './identifiers.js';
-import type { ConnectionSettings, SslMode } from './settings.js';
+import { type ConnectionSettings, hostLabel, hostsOf, type SslMode, type TargetSessionAttrs } from './settings.js';
 
 export interface HealthReport {
   server: { version: string; versionNum: number };
@@ -101,4 +101,71 @@ export async function checkHealth(
       },
     };
   });
+}
+
+/** Which server a connection reached and whether writes can go there: `pgstate doctor`'s `host` check. */
+export interface ServerRoleCheck {
+  status: 'pass' | 'warn';
+  detail: string;
+  fix?: string;
+  data: {
+    /** `host:port` of the server reached. */
+    reached: string;
+    /** How many hosts the settings list. */
+    hosts: number;
+    role: 'primary' | 'standby';
+    /** The session is read-only (a standby, or default_transaction_read_only). */
+    readOnly: boolean;
+    targetSessionAttrs: TargetSessionAttrs;
+  };
+}
+
+/**
+ * Asks the server on `client` (connected with `settings`) whether it is a primary or a standby, and warns when writes
+ * could go to a standby: the server reached is one, or several hosts are listed with a target_session_attrs that
+ * does not insist on the primary (any, read-only, standby, prefer-standby).
+ */
+export async function checkServerRole(client: pg.ClientBase, settings: ConnectionSettings): Promise<ServerRoleCheck> {
+  const { rows } = await client.query<{ standby: boolean; read_only: string }>(
+    "SELECT pg_is_in_recovery() AS standby, current_setting('transaction_read_only') AS read_only",
+  );
+  const standby = rows[0]?.standby === true;
+  const readOnly = rows[0]?.read_only === 'on';
+  const hosts = hostsOf(settings);
+  const target = connectedHost(client) ?? hosts[0];
+  const reached = target ? hostLabel(target) : 'the server';
+  const attrs = settings.targetSessionAttrs ?? 'any';
+  const data = {
+    reached,
+    hosts: hosts.length,
+    role: standby ? 'standby' : 'primary',
+    readOnly,
+    targetSessionAttrs: attrs,
+  } as const;
+  const where = `${reached}${hosts.length > 1 ? ` (one of ${hosts.length} hosts, target_session_attrs=${attrs})` : ''}`;
+  if (standby) {
+    return {
+      status: 'warn',
+      detail: `reached ${where}: a standby (read-only); state writes will fail there`,
+      fix: 'Point pgstate at the primary, or list every host and add target_session_attrs=read-write so connections follow the primary.',
+      data,
+    };
+  }
+  if (hosts.length > 1 && attrs !== 'read-write' && attrs !== 'primary') {
+    return {
+      status: 'warn',
+      detail: `reached ${where}: a primary, but target_session_attrs=${attrs} lets connections land on a standby, where writes fail`,
+      fix: 'Add target_session_attrs=read-write to the connection URL (or PGTARGETSESSIONATTRS=read-write).',
+      data,
+    };
+  }
+  if (readOnly) {
+    return {
+      status: 'warn',
+      detail: `reached ${where}: a primary, but this session is read-only (default_transaction_read_only=on)`,
+      fix: 'Remove default_transaction_read_only for this role or database (ALTER ROLE ... RESET default_transaction_read_only).',
+      data,
+    };
+  }
+  return { status: 'pass', detail: `reached ${where}: a primary`, data };
 }

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
   acquireAdvisoryLock,
   advisoryLockKey,
+  checkServerRole,
   connectClient,
   connectedHost,
   createPool,
@@ -190,6 +191,46 @@ test('a session advisory lock is taken on the primary even when target_session_a
     await lock.release();
   }
   expect(await rejectionOf(lock.verify())).toMatchObject({ code: 'LOCK_LOST' });
+});
+
+describe("doctor's host check (checkServerRole)", () => {
+  async function roleCheck(ports: number[], params: Record<string, string> = {}) {
+    const settings = parseConnectionSettings(url(ports, params));
+    const pool = createPool(settings);
+    try {
+      return await withClient(pool, (client) => checkServerRole(client, settings));
+    } finally {
+      await pool.end();
+    }
+  }
+
+  test('several hosts with read-write: the primary reached, pass', async () => {
+    const r = await roleCheck([dead, standby.port, primary.port], { target_session_attrs: 'read-write' });
+    expect(r).toMatchObject({
+      status: 'pass',
+      data: { reached: `127.0.0.1:${primary.port}`, role: 'primary', hosts: 3 },
+    });
+    expect(r.detail).toBe(
+      `reached 127.0.0.1:${primary.port} (one of 3 hosts, target_session_attrs=read-write): a primary`,
+    );
+  });
+
+  test.each(['any', 'read-only', 'standby', 'prefer-standby'])(
+    'several hosts with target_session_attrs=%s: a warning even when the primary was reached',
+    async (attrs) => {
+      const r = await roleCheck([primary.port, standby.port], { target_session_attrs: attrs });
+      expect(r.status).toBe('warn');
+      expect(r.detail).toMatch(/land on a standby|a standby \(read-only\)/);
+      expect(r.fix).toMatch(/target_session_attrs=read-write/);
+    },
+  );
+
+  test('a single host that is a standby: warn, role standby; a single primary: pass', async () => {
+    const s = await roleCheck([standby.port]);
+    expect(s).toMatchObject({ status: 'warn', data: { role: 'standby', readOnly: true, hosts: 1 } });
+    expect(s.detail).toBe(`reached 127.0.0.1:${standby.port}: a standby (read-only); state writes will fail there`);
+    expect(await roleCheck([primary.port])).toMatchObject({ status: 'pass', data: { role: 'primary' } });
+  });
 });
 
 describe('failover: the primary stops, the standby is promoted (this ends the pair)', () => {
