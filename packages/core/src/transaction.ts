@@ -46,27 +46,33 @@ function beginStatement(options: TransactionOptions = {}): string {
 /**
  * Runs `fn` inside BEGIN .. COMMIT and returns its result; on any error it rolls back and rethrows that error.
  *
- * `source` is a pool (a client is checked out for the transaction and released after) or a client the caller owns
- * (a dedicated connection, e.g. one holding a session lock): then the caller releases or ends it, and a failed
- * ROLLBACK / COMMIT is the caller's sign to discard it (the error is rethrown either way).
+ * `source` is a pool, or anything with a pool's `connect()` (a client is checked out for the transaction and
+ * released after), or a client the caller owns (a dedicated connection, e.g. one holding a session lock): then the
+ * caller releases or ends it, and a failed ROLLBACK / COMMIT is the caller's sign to discard it (the error is
+ * rethrown either way).
  *
  * Errors from `fn` and from COMMIT reach the caller unchanged (adapters inspect their SQLSTATE, see `pgErrorKind`);
  * only a failure to check a connection out of the pool becomes a `PgStateError`, as in `withClient`.
  */
 export async function withTransaction<T>(
-  source: pg.Pool | pg.ClientBase,
+  source: Pick<pg.Pool, 'connect'> | pg.ClientBase,
   fn: (client: pg.ClientBase) => Promise<T>,
   options: TransactionOptions = {},
 ): Promise<T> {
   const begin = beginStatement(options);
-  if (!(source instanceof pg.Pool)) return settle(await run(source, begin, fn));
+  if (isClient(source)) return settle(await run(source, begin, fn));
   const client = await source.connect().catch((error: unknown) => {
-    throw toPgStateError(error, settingsOf(source));
+    throw toPgStateError(error, settingsOf(source as pg.Pool));
   });
   const outcome = await run(client, begin, fn);
   // release(error) makes pg-pool destroy the connection instead of handing it to the next caller.
   client.release(outcome.ok ? undefined : outcome.discard);
   return settle(outcome);
+}
+
+/** A connection (a pg.Client, pooled or not) rather than a pool: clients have `connect()` too, for their socket. */
+function isClient(source: Pick<pg.Pool, 'connect'> | pg.ClientBase): source is pg.ClientBase {
+  return source instanceof pg.Client || 'processID' in source;
 }
 
 type Outcome<T> = { ok: true; result: T } | { ok: false; error: unknown; discard?: Error };

@@ -184,6 +184,18 @@ describe('withTransaction', () => {
     }
   });
 
+  test('a source with only a pool’s connect() (e.g. a wrapper) is used as a pool', async () => {
+    const pool = newPool();
+    try {
+      const source = { connect: () => pool.connect() };
+      await withTransaction(source, (c) => c.query(`INSERT INTO items VALUES (8, 'eight')`));
+      expect((await admin.query('SELECT 1 FROM items WHERE id = 8')).rowCount).toBe(1);
+      expect([pool.totalCount, pool.idleCount]).toEqual([1, 1]);
+    } finally {
+      await pool.end();
+    }
+  });
+
   test('a pool that cannot connect gives a PgStateError without the password', async () => {
     const url = new URL(db.url);
     url.port = '1';
