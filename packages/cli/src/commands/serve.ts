@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { BucketHandler } from '@pgstate/core';
-import { PgStateError } from '@pgstate/core';
+import { isPgStateError, PgStateError } from '@pgstate/core';
 import { createMeltanoBucketHandler } from '@pgstate/meltano';
 import { createPulumiBucketHandler, PULUMI_URL_PARAMS } from '@pgstate/pulumi';
 import {
@@ -15,7 +15,7 @@ import {
   startMetricsListener,
   startPulumiBackend,
 } from '@pgstate/s3-gateway';
-import { type MigrationTarget, migrationStatus } from '@pgstate/schema';
+import { type MigrationTarget, migrate, migrationStatus } from '@pgstate/schema';
 import { type Command, Option } from 'commander';
 import type { CommandContext } from '../context.js';
 import { UsageError } from '../errors.js';
@@ -325,6 +325,17 @@ export function register(program: Command, context: CommandContext): void {
         : (record) => record.msg !== 'request' && jsonStderrLogger(record);
       const metrics = metricsListen ? createGatewayMetrics({ pool }) : undefined;
       const readiness = await readinessCheck(context, pool, buckets, baseLogger);
+      // Multipart parts wait in the gateway's tables: apply that migration set now (the Pulumi handler applies its own
+      // on first use). A role that may not keeps serving: this warns once, and multipart requests answer 403 naming the
+      // same fix.
+      await migrate(pool, { adapter: 'gateway' }).catch((error: unknown) => {
+        baseLogger({
+          level: 'warn',
+          msg: 'multipart uploads unavailable until the gateway tables are migrated',
+          code: isPgStateError(error) ? error.code : undefined,
+          fix: 'pgstate migrate --adapter gateway (as a role that may create tables)',
+        });
+      });
       const gateway = await createS3Gateway({
         buckets: handlers,
         credentials,
