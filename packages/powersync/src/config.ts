@@ -15,6 +15,14 @@ export interface PgStateStorageConfig {
   username?: string;
   password?: string;
   sslmode?: string;
+  /** Seconds to wait for a new connection (as upstream's field; takes precedence over the URI's connect_timeout). */
+  connect_timeout?: number;
+  /**
+   * Milliseconds a query may wait for the server's answer before it fails (UNREACHABLE) and its connection is
+   * dropped; default: no limit. The one timeout that fires when the server stops answering (a frozen host, a
+   * network partition): connect_timeout covers only new connections and statement_timeout needs a running server.
+   */
+  query_timeout_ms?: number;
   max_pool_size?: number;
   /** Schema holding the storage tables (default `powersync`). */
   schema?: string;
@@ -49,6 +57,8 @@ export interface NormalizedStorageConfig {
   defaultStorageVersion: number;
   batchLimits: BatchLimits;
   lockLeaseMs: number;
+  /** Client-side limit on waiting for a query's answer (`query_timeout_ms`), if set. */
+  queryTimeoutMs?: number;
   /** Parsed `checkpoint_notifications` (absent: LISTEN on the storage connection). */
   notifications?: { mode: 'listen' | 'poll'; connection?: ConnectionSettings; pollIntervalMs?: number };
 }
@@ -98,6 +108,7 @@ export function normalizeStorageConfig(
       user: config.username,
       password: config.password,
       sslmode: config.sslmode,
+      connectTimeoutSeconds: positiveInt(config.connect_timeout, 'connect_timeout'),
       maxConnections: maxPool ?? 8,
       applicationName: 'pgstate-powersync',
     },
@@ -121,6 +132,7 @@ export function normalizeStorageConfig(
         positiveInt(limits.max_current_data_batch_size, 'batch_limits.max_current_data_batch_size') ?? 50_000_000,
     },
     lockLeaseMs: positiveInt(config.lock_lease_ms, 'lock_lease_ms') ?? 60_000,
+    queryTimeoutMs: positiveInt(config.query_timeout_ms, 'query_timeout_ms'),
     notifications: notificationsOf(config.checkpoint_notifications, env),
   };
 }

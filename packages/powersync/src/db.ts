@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createPool, PgStateError, quoteIdentifier } from '@pgstate/core';
+import { createPool, describeConnection, PgStateError, quoteIdentifier, withTransaction } from '@pgstate/core';
 import { migrate } from '@pgstate/schema';
 import pg from 'pg';
 import type { NormalizedStorageConfig } from './config.js';
@@ -65,6 +65,9 @@ export function namesFor(schema: string): Names {
 
 const RETRYABLE = new Set(['40001', '40P01']);
 
+/** pg's error when `query_timeout` passes without an answer from the server. */
+const NO_ANSWER = 'Query read timeout';
+
 /** One pool plus the schema's names; every statement is parameterized, names are pre-validated. */
 export class StorageDb {
   readonly pool: pg.Pool;
@@ -75,6 +78,10 @@ export class StorageDb {
 
   constructor(readonly config: NormalizedStorageConfig) {
     this.pool = createPool(config.connection);
+    // Every query of every pooled connection (BEGIN/COMMIT/ROLLBACK too): a server that stops answering (frozen,
+    // partitioned) cannot hold the writer forever; statement_timeout cannot help, the server is what is stuck.
+    // pg then drops the connection (the pool discards a client whose query failed this way).
+    if (config.queryTimeoutMs != null) Object.assign(this.pool.options, { query_timeout: config.queryTimeoutMs });
     this.names = namesFor(config.schema);
   }
 
@@ -83,8 +90,26 @@ export class StorageDb {
     values: unknown[] = [],
     client?: Queryable,
   ): Promise<R[]> {
-    const result = await (client ?? this.pool).query<R>({ text, values, types } as pg.QueryConfig);
-    return result.rows;
+    try {
+      const result = await (client ?? this.pool).query<R>({ text, values, types } as pg.QueryConfig);
+      return result.rows;
+    } catch (error) {
+      throw this.noAnswerError(error);
+    }
+  }
+
+  /** pg's bare "Query read timeout" as a PgStateError that says what happened (retryable: UNREACHABLE). */
+  private noAnswerError(error: unknown): unknown {
+    if (!(error instanceof Error) || error.message !== NO_ANSWER) return error;
+    return new PgStateError(
+      'UNREACHABLE',
+      `PostgreSQL at ${describeConnection(this.config.connection)} did not answer within ` +
+        `storage.query_timeout_ms (${this.config.queryTimeoutMs} ms); the connection was dropped.`,
+      {
+        fix: 'Check that the server is running and reachable; the operation can be retried (raise query_timeout_ms if statements legitimately take longer).',
+        cause: error,
+      },
+    );
   }
 
   async first<R extends pg.QueryResultRow = Record<string, unknown>>(
@@ -100,22 +125,11 @@ export class StorageDb {
     fn: (client: pg.PoolClient) => Promise<T>,
     options: { isolation?: 'REPEATABLE READ' | 'READ COMMITTED' } = {},
   ): Promise<T> {
-    const client = await this.pool.connect();
-    let broken = false;
+    const isolation = options.isolation === 'REPEATABLE READ' ? 'repeatable read' : 'read committed';
     try {
-      await client.query(`BEGIN ISOLATION LEVEL ${options.isolation ?? 'READ COMMITTED'}`);
-      try {
-        const result = await fn(client);
-        await client.query('COMMIT');
-        return result;
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => {
-          broken = true;
-        });
-        throw error;
-      }
-    } finally {
-      client.release(broken);
+      return await withTransaction(this.pool, (client) => fn(client as pg.PoolClient), { isolation });
+    } catch (error) {
+      throw this.noAnswerError(error);
     }
   }
 

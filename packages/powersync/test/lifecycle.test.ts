@@ -248,6 +248,15 @@ describe('module registration and config', () => {
     await active.shutDown();
   });
 
+  test("timeouts: upstream's connect_timeout field (over the URI's), query_timeout_ms", () => {
+    const uri = 'postgres://u@h/db?connect_timeout=10';
+    expect(normalizeStorageConfig({ type: 'pgstate', uri }).connection.connectTimeoutMs).toBe(10_000);
+    const config = normalizeStorageConfig({ type: 'pgstate', uri, connect_timeout: 3, query_timeout_ms: 2500 });
+    expect(config.connection.connectTimeoutMs).toBe(3000);
+    expect(config.queryTimeoutMs).toBe(2500);
+    expect(normalizeStorageConfig({ type: 'pgstate', uri }).queryTimeoutMs).toBeUndefined();
+  });
+
   test('bad config is refused with a precise error and no secret in it', () => {
     const secret = 'hunter2-secret';
     for (const config of [
@@ -255,6 +264,8 @@ describe('module registration and config', () => {
       { type: 'pgstate', uri: `postgres://u:${secret}@h/db`, schema: 'bad-name' },
       { type: 'pgstate', uri: `postgres://u:${secret}@h/db`, default_storage_version: 4 },
       { type: 'pgstate', uri: `postgres://u:${secret}@h/db`, batch_limits: { max_record_count: 0 } },
+      { type: 'pgstate', uri: `postgres://u:${secret}@h/db`, query_timeout_ms: -1 },
+      { type: 'pgstate', uri: `postgres://u:${secret}@h/db`, connect_timeout: 1.5 },
     ]) {
       let error: unknown;
       try {
