@@ -2,10 +2,12 @@ import {
   type AdapterMigrationTarget,
   LayoutMismatchError,
   PgStateError,
+  pgErrorKind,
   qualifiedName,
   quoteIdentifier,
   toPgStateError,
   validateIdentifier,
+  withTransaction,
 } from '@pgstate/core';
 import { is } from 'drizzle-orm';
 import { getTableConfig, isPgSequence, PgTable } from 'drizzle-orm/pg-core';
@@ -308,26 +310,20 @@ export async function migrate(
     locked = true;
     for (const migration of planned) {
       current = migration;
-      await client.query('BEGIN');
-      try {
+      // On the connection that holds the session lock (a pool would hand out another one).
+      const done = await withTransaction(client, async (tx) => {
         // Re-check under the lock: another process may have applied it while we waited.
-        if (await isApplied(client, migration, options)) {
-          await client.query('COMMIT');
-          continue;
-        }
-        await ensureSchema(client, migration.schema);
-        for (const statement of migration.statements) await client.query(statement);
-        await client.query(
+        if (await isApplied(tx, migration, options)) return false;
+        await ensureSchema(tx, migration.schema);
+        for (const statement of migration.statements) await tx.query(statement);
+        await tx.query(
           `INSERT INTO ${journalName(options)} (config, migration, adapter, schema_name, table_name, hash)
            VALUES ($1, $2, $3, $4, $5, $6)`,
           [migration.config, migration.migration, migration.adapter, migration.schema, migration.table, migration.hash],
         );
-        await client.query('COMMIT');
-        applied.push(migration);
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => {});
-        throw error;
-      }
+        return true;
+      });
+      if (done) applied.push(migration);
     }
     await client.query('SELECT pg_advisory_unlock($1::bigint)', [MIGRATION_LOCK_KEY]);
     locked = false;
@@ -432,7 +428,7 @@ async function lockMigrations(client: pg.ClientBase, timeoutMs: number | undefin
   try {
     await client.query('SELECT pg_advisory_lock($1::bigint)', [MIGRATION_LOCK_KEY]);
   } catch (error) {
-    if ((error as { code?: string }).code === '55P03') {
+    if (pgErrorKind(error) === 'lock-not-available') {
       throw new PgStateError('LOCK_TIMEOUT', `Another process kept pgstate's migration lock for ${timeoutMs} ms.`, {
         fix:
           'Wait for the other `pgstate migrate` to finish, or find it with ' +
@@ -464,9 +460,9 @@ async function ensureSchema(client: pg.ClientBase, schema: string): Promise<void
 
 function migrationError(error: unknown, action: string, config: string): PgStateError {
   if (error instanceof PgStateError) return error;
-  const pgError = error as { code?: string; message?: string };
-  const detail = typeof pgError.message === 'string' ? pgError.message : String(error);
-  if (pgError.code === '42501') {
+  const message = (error as { message?: unknown } | null)?.message;
+  const detail = typeof message === 'string' ? message : String(error);
+  if (pgErrorKind(error) === 'insufficient-privilege') {
     return new PgStateError('PERMISSION_DENIED', `Could not ${action} ${config}: ${detail}.`, {
       fix:
         'Run `pgstate migrate` once as an administrator (a role that may create in the schema, e.g. the database ' +
@@ -520,17 +516,12 @@ export async function grantRuntimeAccess(
   options = normalized(target, options);
   validateIdentifier(role, 'role name');
   const statements = runtimeAccessSql(target, role, options);
-  let client: pg.PoolClient | undefined;
   try {
-    client = await pool.connect();
-    await client.query('BEGIN');
-    for (const statement of statements) await client.query(statement);
-    await client.query('COMMIT');
+    await withTransaction(pool, async (client) => {
+      for (const statement of statements) await client.query(statement);
+    });
     return statements;
   } catch (error) {
-    await client?.query('ROLLBACK').catch(() => {});
     throw migrationError(error, `grant runtime access to role ${role} on`, configsFor(target, options).at(-1)!.config);
-  } finally {
-    client?.release();
   }
 }
