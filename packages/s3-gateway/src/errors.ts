@@ -1,4 +1,4 @@
-import { isConnectionLoss, isPgStateError } from '@pgstate/core';
+import { isConnectionLoss, isFailoverError, isPgStateError, isTransientError, pgErrorKind } from '@pgstate/core';
 
 /** An error answered to the client in S3's XML error format. `code` is S3's error code (clients switch on it). */
 export class S3Error extends Error {
@@ -97,17 +97,15 @@ export const s3Errors = {
   internal: () => new S3Error(500, 'InternalError', 'We encountered an internal error. Please try again.'),
 };
 
-/** PostgreSQL error classes that mean "the connection or server went away": retryable for the client. */
-const RETRYABLE_SQLSTATE = /^(08|53|57P|40001|40P01|55P03)/;
-
 /**
  * Maps what a bucket handler (or PostgreSQL under it) threw to the S3 error the client sees. Anything about the
  * database being unreachable becomes a retryable 503; unknown failures a retryable 500, never details.
  */
 export function toS3Error(error: unknown, key?: string): S3Error {
   if (error instanceof S3Error) return error;
-  // A lost or refused database connection (`write EPIPE`, "Connection terminated", 57P01...) is retryable.
-  if (isConnectionLoss(error)) return s3Errors.serviceUnavailable();
+  // A lost or refused database connection (`write EPIPE`, "Connection terminated", 57P01...) is retryable, and so is
+  // a read-only server (25006): during a failover, until the new primary is found.
+  if (isConnectionLoss(error) || isFailoverError(error)) return s3Errors.serviceUnavailable();
   if (isPgStateError(error)) {
     switch (error.code) {
       case 'PRECONDITION_FAILED':
@@ -138,9 +136,9 @@ export function toS3Error(error: unknown, key?: string): S3Error {
         return s3Errors.internal();
     }
   }
-  const sqlState = (error as { code?: unknown } | null)?.code;
-  if (typeof sqlState === 'string' && RETRYABLE_SQLSTATE.test(sqlState)) return s3Errors.serviceUnavailable();
-  if (sqlState === '42P01') {
+  // A race lost, a busy lock, a server short of resources or read-only (core's pgErrorKind): retrying may pass.
+  if (isTransientError(error)) return s3Errors.serviceUnavailable();
+  if (pgErrorKind(error) === 'undefined-table') {
     return new S3Error(
       500,
       'InternalError',
