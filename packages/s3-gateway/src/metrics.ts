@@ -8,8 +8,8 @@ import type { AddressInfo } from 'node:net';
 import { PgStateError } from '@pgstate/core';
 import type pg from 'pg';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { S3Gateway } from './gateway.js';
 import type { Logger } from './logger.js';
+import type { S3Gateway } from './options.js';
 
 export interface GatewayMetrics {
   readonly registry: Registry;

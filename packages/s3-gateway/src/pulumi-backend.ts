@@ -6,8 +6,9 @@
 import { randomBytes } from 'node:crypto';
 import type { BucketHandler } from '@pgstate/core';
 import type pg from 'pg';
-import { createS3Gateway, type S3Gateway } from './gateway.js';
 import type { Logger } from './logger.js';
+import type { S3Gateway } from './options.js';
+import { createS3Gateway } from './server.js';
 
 export interface PulumiBackendOptions {
   /** The handler, or a factory whose handler the backend owns and closes on dispose. */

@@ -154,7 +154,9 @@ describe('multipart tables as the gateway migration set', () => {
         upload_id text NOT NULL REFERENCES pgstate_s3_uploads (upload_id) ON DELETE CASCADE,
         part_number integer NOT NULL, etag text NOT NULL, size bigint NOT NULL, data bytea NOT NULL,
         uploaded_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (upload_id, part_number))`);
-      await client.query(`INSERT INTO pgstate_s3_uploads (upload_id, bucket, key) VALUES ('old-upload', 'state', 'old/key')`);
+      await client.query(
+        `INSERT INTO pgstate_s3_uploads (upload_id, bucket, key) VALUES ('old-upload', 'state', 'old/key')`,
+      );
       await client.query(
         `INSERT INTO pgstate_s3_upload_parts (upload_id, part_number, etag, size, data)
          VALUES ('old-upload', 1, md5('from before'), 11, 'from before')`,
