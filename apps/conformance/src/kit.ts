@@ -37,7 +37,7 @@ declare module 'vitest' {
     conformanceTarget: ConformanceTarget;
   }
   interface TaskMeta {
-    conformance?: { adapter: string; lane: string; notRun?: string };
+    conformance?: { adapter: string; lane: string; notRun?: string; figures?: Record<string, number | string> };
   }
 }
 
@@ -83,6 +83,8 @@ export interface SuiteContext<A, P> {
   spawn(script: string, options?: SpawnOptions): ChildHandle;
   runProcesses(count: number, script: string, options?: { args?: (i: number) => string[] }): Promise<ChildResult[]>;
   onCleanup(fn: () => unknown): void;
+  /** Reports a measured figure (e.g. seconds until writes resumed) in the report's cell and summary; never asserted. */
+  figure(name: string, value: number | string): void;
 }
 
 export interface TestOptions {
@@ -303,7 +305,7 @@ export function defineConformance<A, P>(spec: ConformanceSpec<A, P>): void {
           }, () => {});
           continue;
         }
-        test(name, { meta, timeout: options.timeout ?? 120_000 }, async () => {
+        test(name, { meta, timeout: options.timeout ?? 120_000 }, async ({ task }) => {
           const cleanups: (() => unknown)[] = [];
           let privateServer: StartedServer | undefined;
           let db: LaneDb;
@@ -370,6 +372,10 @@ export function defineConformance<A, P>(spec: ConformanceSpec<A, P>): void {
                 env: { PGSTATE_LANE: JSON.stringify(db.target) },
               }),
             onCleanup: (fn) => cleanups.push(fn),
+            figure: (figureName, value) => {
+              const own = { ...meta.conformance, ...task.meta.conformance };
+              task.meta.conformance = { ...own, figures: { ...own.figures, [figureName]: value } };
+            },
           };
           try {
             await fn(ctx);

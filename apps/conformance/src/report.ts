@@ -20,6 +20,8 @@ export interface Cell {
   notRunReasons: string[];
   durationMs: number;
   failures: Failure[];
+  /** Measured figures tests reported (`figure(name, value)`), e.g. seconds until writes resumed after a failover. */
+  figures?: { test: string; values: Record<string, number | string> }[];
 }
 
 export interface VersionRun {
@@ -69,6 +71,8 @@ export function addCase(cells: Map<string, Cell>, major: number, event: CaseEven
     cells.set(key, cell);
   }
   cell.durationMs += event.durationMs;
+  if (event.figures && Object.keys(event.figures).length)
+    cell.figures = [...(cell.figures ?? []), { test: event.name, values: event.figures }];
   if (event.state === 'passed') cell.passed++;
   else if (event.state === 'failed') {
     cell.failed++;
@@ -99,6 +103,12 @@ const fellBack = (v: VersionRun) =>
   v.status === 'ran' && v.fallbacks?.length ? `; fell back from: ${v.fallbacks.join('; ')}` : '';
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
+/** "name=value, ..." of one test's figures. */
+const figureText = (values: Record<string, number | string>) =>
+  Object.entries(values)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(', ');
+const withFigures = (cells: Cell[]) => cells.filter((c) => c.figures?.length);
 
 function cellText(cell: Cell | undefined): string {
   if (!cell) return '—';
@@ -139,6 +149,9 @@ export function renderTerminal(report: Report, color = process.stdout.isTTY): st
     lines.push(paint(`pg${v.major}: NOT RUN: ${v.reason}`, 'not-run'));
   for (const c of report.cells.filter((c) => c.status === 'not-run' || c.notRun))
     lines.push(`not run  ${c.adapter} › ${c.lane} pg${c.major}: ${c.notRunReasons.join('; ')}`);
+  for (const c of withFigures(report.cells))
+    for (const f of c.figures ?? [])
+      lines.push(`figures  ${c.adapter} › ${c.lane} pg${c.major}: ${figureText(f.values)}`);
   for (const c of report.cells.filter((c) => c.status === 'fail'))
     for (const f of c.failures)
       lines.push(
@@ -188,6 +201,13 @@ export function renderMarkdown(report: Report): string {
     out.push('', '## Not run', '');
     for (const c of notRun) out.push(`- ${c.adapter} › ${c.lane} (pg${c.major}): ${md(c.notRunReasons.join('; '))}`);
   }
+  const measured = withFigures(report.cells);
+  if (measured.length) {
+    out.push('', '## Figures', '');
+    for (const c of measured)
+      for (const f of c.figures ?? [])
+        out.push(`- ${c.adapter} › ${c.lane} (pg${c.major}): ${md(f.test)}: ${md(figureText(f.values))}`);
+  }
   const failed = report.cells.filter((c) => c.failures.length);
   const errors = report.versions.flatMap((v) => v.errors.map((e) => ({ ...e, major: v.major })));
   if (failed.length || errors.length) {
@@ -230,7 +250,9 @@ export function renderHtml(report: Report): string {
                   ? `<div class="why">${esc(c.notRunReasons.join('; '))}</div>`
                   : `<div class="sub">${c.passed} passed${c.failed ? `, ${c.failed} failed` : ''} · ${seconds(c.durationMs)}</div>${
                       c.notRun ? `<div class="badge">${c.notRun} not run: ${esc(c.notRunReasons.join('; '))}</div>` : ''
-                    }${c.failures.map((f) => `<div class="why">✗ ${esc(f.test)}</div>`).join('')}`;
+                    }${c.failures.map((f) => `<div class="why">✗ ${esc(f.test)}</div>`).join('')}${(c.figures ?? [])
+                      .map((f) => `<div class="sub">${esc(figureText(f.values))}</div>`)
+                      .join('')}`;
               const label = c.status === 'pass' ? 'PASS' : c.status === 'fail' ? 'FAIL' : 'NOT RUN';
               return `<td class="${c.status}"><strong>${label}</strong>${detail}</td>`;
             })

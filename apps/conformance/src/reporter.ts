@@ -16,6 +16,8 @@ export interface CaseEvent {
   notRun?: string;
   durationMs: number;
   errors: string[];
+  /** Figures the test measured (the kit's `figure(name, value)`). */
+  figures?: Record<string, number | string>;
 }
 export interface ModuleEvent {
   type: 'module';
@@ -56,6 +58,7 @@ export default class ConformanceReporter implements Reporter {
       name: testCase.name,
       state: result.state,
       ...(meta?.notRun ? { notRun: meta.notRun } : {}),
+      ...(meta?.figures ? { figures: meta.figures } : {}),
       durationMs: Math.round(testCase.diagnostic()?.duration ?? 0),
       errors: (result.errors ?? []).map(short),
     });

@@ -90,6 +90,15 @@ test('a wrapper that drops every second write turns its cells red; the real stor
   expect(html).toContain('<td class="fail"><strong>FAIL</strong>');
   expect(fs.readFileSync(path.join(out, 'report.md'), 'utf8')).toContain('| missing-peer | **NOT RUN** |');
   expect(stdout).toMatch(/kv-broken › direct\s+✗ 2\/4/);
+  // Figures a test measured (`figure(name, value)`) land in its cell and in every rendering.
+  expect(cell('kv-good', 'direct')?.figures).toEqual([
+    { test: 'four writer processes at once: every row lands', values: { rows: 20 } },
+  ]);
+  expect(fs.readFileSync(path.join(out, 'report.md'), 'utf8')).toMatch(
+    /- kv-good › direct \(pg\d+\): four writer processes at once: every row lands: rows=20/,
+  );
+  expect(html).toContain('<div class="sub">rows=20</div>');
+  expect(stdout).toMatch(/figures {2}kv-good › direct pg\d+: rows=20/);
   expect(leftovers(child.pid ?? 0)).toEqual([]);
   expect(runDirs(child.pid ?? 0)).toEqual([]);
 });
