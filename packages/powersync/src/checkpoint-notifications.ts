@@ -19,7 +19,7 @@
  * `listenConnection`, or use `mode: 'poll'`.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type ConnectionSettings, connectClient, onPrimary } from '@pgstate/core';
+import { type ConnectionSettings, connectClient, isConnectionLoss, onPrimary, toPgStateError } from '@pgstate/core';
 import type pg from 'pg';
 import { checkpointChannel } from './batch/checkpoints.js';
 import type { StorageDb } from './db.js';
@@ -360,7 +360,7 @@ export async function* watchActiveCheckpoint(
   let last: ActiveCheckpointState | null = null;
   try {
     // Our own read first, so the first yield is never older than the moment we started.
-    await notifier.refresh();
+    if ((await untilConnected(() => notifier.refresh(), signal, db)) === ABORTED) return;
     while (!signal.aborted) {
       if (!pending) {
         await new Promise<void>((resolve) => {
@@ -387,6 +387,30 @@ export async function* watchActiveCheckpoint(
   }
 }
 
+const ABORTED = Symbol('aborted');
+
+/**
+ * Runs `read` until it succeeds, waiting out connection losses (a restarting or unreachable server) with backoff:
+ * a watcher is long-lived and must resume by itself once the server is back, as its LISTEN connection does.
+ * Other errors end the watch. Returns ABORTED when `signal` aborts first.
+ */
+async function untilConnected<T>(
+  read: () => Promise<T>,
+  signal: AbortSignal,
+  db: StorageDb,
+): Promise<T | typeof ABORTED> {
+  for (let attempt = 0; ; attempt++) {
+    if (signal.aborted) return ABORTED;
+    try {
+      return await read();
+    } catch (error) {
+      if (!isConnectionLoss(error) || db.pool.ended) throw error;
+      if (attempt === 0) db.logger.warn('Checkpoint watcher lost its connection; retrying', toPgStateError(error));
+      await sleep(Math.min(5000, 100 * 2 ** Math.min(attempt, 6)), undefined, { signal }).catch(() => {});
+    }
+  }
+}
+
 export interface WatchUserCheckpointsOptions {
   db: StorageDb;
   replicationStreamId: number;
@@ -406,10 +430,16 @@ export async function* watchUserCheckpoints(
   let lastCheckpoint: bigint | null = null;
   let lastWrite: bigint | null = null;
   for await (const state of watchActiveCheckpoint(options.db, options.replicationStreamId, options.signal)) {
-    const writeCheckpoint = await options.lastWriteCheckpoint({
-      user_id: options.user_id,
-      heads: state.lsn != null ? { [DEFAULT_HEAD_CONNECTION]: state.lsn } : {},
-    });
+    const writeCheckpoint = await untilConnected(
+      () =>
+        options.lastWriteCheckpoint({
+          user_id: options.user_id,
+          heads: state.lsn != null ? { [DEFAULT_HEAD_CONNECTION]: state.lsn } : {},
+        }),
+      options.signal,
+      options.db,
+    );
+    if (writeCheckpoint === ABORTED) return;
     if (lastCheckpoint === state.checkpoint && writeCheckpoint === lastWrite) continue;
     lastCheckpoint = state.checkpoint;
     lastWrite = writeCheckpoint;

@@ -197,6 +197,59 @@ describe('checkpoint notifications across processes', () => {
     }
   });
 
+  test('a watcher whose storage connections are lost while it reads waits for the server and goes on by itself', async () => {
+    const schema = 'ps_watch_lost';
+    const { factory, writer, t, stream } = await activeStream(schema);
+    // The watcher's storage connects as its own role, so the test can cut its connections and refuse new ones
+    // (CONNECTION LIMIT 0: "too many connections", a retryable refusal like a restarting server's) for a while.
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    await admin.query(`DROP OWNED BY ps_watcher`).catch(() => {});
+    await admin.query(`DROP ROLE IF EXISTS ps_watcher`);
+    await admin.query(`CREATE ROLE ps_watcher LOGIN PASSWORD 'w-secret'`);
+    await admin.query(`GRANT USAGE ON SCHEMA ${schema} TO ps_watcher`);
+    await admin.query(`GRANT SELECT ON ALL TABLES IN SCHEMA ${schema} TO ps_watcher`);
+    const watcherUrl = new URL(url);
+    watcherUrl.username = 'ps_watcher';
+    watcherUrl.password = 'w-secret';
+    const reader = new PgStateBucketStorageFactory({
+      config: normalizeStorageConfig({ type: 'pgstate', uri: watcherUrl.toString(), sslmode: 'disable', schema }),
+    });
+    const warnings: string[] = [];
+    reader.db.logger = { ...reader.db.logger, warn: (message: string) => void warnings.push(message) };
+    // LISTEN stays up (another role); no polling or periodic re-read: the notification is what wakes the watcher.
+    configureCheckpointNotifications(reader.db, {
+      listenConnection: parseConnectionSettings(url),
+      pollIntervalMs: 600_000,
+      resyncIntervalMs: 600_000,
+      healthCheckMs: 600_000,
+    });
+    const watcher = collect(reader.getInstance(stream) as PgStateSyncRulesStorage);
+    try {
+      await watcher.until((u) => u.base.lsn === lsn(1), 'the initial checkpoint');
+      await admin.query(`ALTER ROLE ps_watcher CONNECTION LIMIT 0`);
+      await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'ps_watcher'`);
+      await eventually(() => reader.db.pool.totalCount === 0, 'the pool dropped its terminated connections');
+
+      // A commit while the watcher cannot reach the server: notified, it must read (its write checkpoint) and fail.
+      await writer.save({ sourceTable: t, tag: SaveOperationTag.INSERT, after: { id: 'x' }, afterReplicaId: rid('x') });
+      await writer.commit(lsn(2));
+      await eventually(() => warnings.some((w) => /lost its connection; retrying/.test(w)), 'the watcher retries');
+      await admin.query(`ALTER ROLE ps_watcher CONNECTION LIMIT -1`);
+      await watcher.until((u) => u.base.lsn === lsn(2), 'lsn 2 (once connections are allowed again)');
+      assertMonotonic(watcher.updates);
+    } finally {
+      await admin.query(`ALTER ROLE ps_watcher CONNECTION LIMIT -1`).catch(() => {});
+      await watcher.stop().catch(() => {});
+      await checkpointNotifier(reader.db).close();
+      await reader[Symbol.asyncDispose]();
+      await factory[Symbol.asyncDispose]();
+      await admin.query(`DROP OWNED BY ps_watcher`).catch(() => {});
+      await admin.query(`DROP ROLE IF EXISTS ps_watcher`).catch(() => {});
+      await admin.end();
+    }
+  });
+
   test('poll mode (for PgBouncer transaction pooling) needs no LISTEN connection', async () => {
     const schema = 'ps_poll';
     const { factory, storage } = await activeStream(schema);
