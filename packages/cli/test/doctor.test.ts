@@ -59,6 +59,7 @@ describe('pgstate doctor against a server given by --url', () => {
     expect(doc.checks.map((c) => c.id)).toEqual([
       'connect',
       'server',
+      'host',
       'tls',
       'role',
       'rights:pulumi',
@@ -74,6 +75,27 @@ describe('pgstate doctor against a server given by --url', () => {
     expect(check(doc, 'server').data).toMatchObject({ versionNum: expect.any(Number) });
     expect(check(doc, 'pooler').data).toMatchObject({ transactionPooling: false });
     expect(doc.summary).toMatchObject({ fail: 0 });
+  });
+
+  it('host: the server reached and its role; a warning when writes could go to a standby', async () => {
+    const { freeLoopbackPort } = await import('@pgstate/core');
+    const url = new URL(db.url);
+    const dead = await freeLoopbackPort();
+    // Two hosts, the first one down: read-write walks to the second, a primary.
+    const hosts = `postgres://${url.username}:${url.password}@127.0.0.1:${dead},${url.host}${url.pathname}?sslmode=disable`;
+    const ok = await doctor(['--url', `${hosts}&target_session_attrs=read-write`]);
+    expect(check(ok.doc, 'host')).toMatchObject({
+      status: 'pass',
+      data: { reached: url.host, role: 'primary', hosts: 2, targetSessionAttrs: 'read-write' },
+    });
+    expect(check(ok.doc, 'host').detail).toContain(`reached ${url.host} (one of 2 hosts`);
+    // The same hosts with the default target_session_attrs=any: connections could land on a standby.
+    const any = await doctor(['--url', hosts]);
+    expect(any.code).toBe(0);
+    expect(check(any.doc, 'host')).toMatchObject({ status: 'warn', data: { role: 'primary' } });
+    expect(check(any.doc, 'host').fix).toMatch(/target_session_attrs=read-write/);
+    const single = await doctor(['--url', db.url]);
+    expect(check(single.doc, 'host')).toMatchObject({ status: 'pass', data: { hosts: 1, role: 'primary' } });
   });
 
   it('wrong password: connect fails with AUTH_FAILED and a fix; the password is never printed', async () => {

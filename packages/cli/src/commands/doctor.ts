@@ -1,6 +1,7 @@
 import type { TLSSocket } from 'node:tls';
 import {
   type ConnectionSettings,
+  checkServerRole,
   createPool,
   describeConnection,
   isPgStateError,
@@ -18,7 +19,7 @@ import { withExamples } from '../help.js';
 import type { Status } from '../output.js';
 
 export interface DoctorCheck {
-  /** Stable id: `connect`, `server`, `tls`, `role`, `rights:<adapter>`, `migrations:<adapter>`, `pooler`, `clock`. */
+  /** Stable id: `connect`, `server`, `host`, `tls`, `role`, `rights:<adapter>`, `migrations:<adapter>`, `pooler`, `clock`. */
   id: string;
   status: Status;
   /** One line saying what was found. */
@@ -103,7 +104,7 @@ interface Report {
   checks: DoctorCheck[];
 }
 
-const LATER = ['server', 'tls', 'role', 'rights', 'migrations', 'pooler', 'clock'];
+const LATER = ['server', 'host', 'tls', 'role', 'rights', 'migrations', 'pooler', 'clock'];
 
 async function runDoctor(context: CommandContext, flags: DoctorFlags): Promise<Report> {
   const checks: DoctorCheck[] = [];
@@ -154,6 +155,8 @@ async function runDoctor(context: CommandContext, flags: DoctorFlags): Promise<R
       detail: `connected as ${settings.user} in ${Date.now() - started} ms`,
     });
     checks.push(await checkServer(client));
+    // Which host of the list was reached, primary or standby, and whether writes could land on a standby.
+    checks.push({ id: 'host', ...(await checkServerRole(client, settings)) });
     checks.push(checkTls(client, settings));
     const role = await checkRole(client);
     checks.push(role.check);
