@@ -62,5 +62,6 @@ export async function createTestDatabase(
   };
 }
 
+export * from './testing-bucket-contract.js';
 export * from './testing-pgbouncer.js';
 export * from './testing-tls.js';

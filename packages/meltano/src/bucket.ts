@@ -296,12 +296,14 @@ class MeltanoBucketHandler implements BucketHandler {
     for (;;) {
       const rows = await this.#keysAfter(prefix, cursor, 500);
       for (const row of rows) {
-        if (full()) return { objects, commonPrefixes, isTruncated: true, nextStartAfter: last };
         const rest = row.key.slice(prefix.length);
         const cut = delimiter ? rest.indexOf(delimiter) : -1;
-        if (delimiter && cut >= 0) {
-          const common = prefix + rest.slice(0, cut + delimiter.length);
-          if (commonPrefixes[commonPrefixes.length - 1] !== common) commonPrefixes.push(common);
+        const common = delimiter && cut >= 0 ? prefix + rest.slice(0, cut + delimiter.length) : undefined;
+        // A key that rolls up into the common prefix just listed is no new entry: the page is not truncated by it.
+        if (common !== undefined && commonPrefixes[commonPrefixes.length - 1] === common) continue;
+        if (full()) return { objects, commonPrefixes, isTruncated: true, nextStartAfter: last };
+        if (common !== undefined) {
+          commonPrefixes.push(common);
           // Resume after everything under this common prefix.
           last = common + AFTER_ALL;
           continue;
