@@ -1,5 +1,5 @@
 /**
- * Meltano's S3 state backend layout served from the seed tables, for `@pgstate/s3-gateway`:
+ * Meltano's S3 state backend layout served from the pgstate layout's tables, for `@pgstate/s3-gateway`:
  * - `{prefix}/{state_id}/state.json` = `{"completed": ..., "partial": ...}` <-> one `meltano_state` row;
  * - `{prefix}/{state_id}/lock` (a UTC epoch as text) <-> one `meltano_state_locks` row with an expiry.
  * Stock Meltano checks the lock file, then writes it, which is not atomic on S3. Here the PUT is atomic: it waits
@@ -26,7 +26,7 @@ import { readStoredPart, validateStateId, writePart } from './state.js';
 import { MeltanoStateStore, type MeltanoStoreOptions } from './store.js';
 
 export interface MeltanoBucketOptions {
-  /** An open seed-layout store, or the options to open one (then `close()` closes it). */
+  /** An open pgstate-layout store, or the options to open one (then `close()` closes it). */
   store?: MeltanoStateStore;
   storeOptions?: MeltanoStoreOptions;
   /**
@@ -39,6 +39,11 @@ export interface MeltanoBucketOptions {
    * holder's lock to expire). Then the PUT fails with CONFLICT.
    */
   lockWaitSeconds?: number;
+  /**
+   * Create or update the tables on first use with `@pgstate/schema`'s migrator (default true, like the Pulumi
+   * bucket). With `false` nothing is checked: a missing table fails the request.
+   */
+  migrate?: boolean;
 }
 
 const STATE_FILE = 'state.json';
@@ -74,15 +79,18 @@ class MeltanoBucketHandler implements BucketHandler {
   readonly #lockWaitMs: number;
   readonly #state: string;
   readonly #locks: string;
+  readonly #migrate: boolean;
+  #ready: Promise<void> | undefined;
 
   constructor(options: MeltanoBucketOptions) {
-    this.#store = options.store ?? new MeltanoStateStore({ ...options.storeOptions, layout: 'seed' });
+    this.#store = options.store ?? new MeltanoStateStore({ ...options.storeOptions, layout: 'pgstate' });
     this.#ownsStore = options.store === undefined;
-    if (this.#store.layout !== 'seed' || !this.#store.config.locksTable) {
-      throw new PgStateError('BAD_SETTING', 'The Meltano S3 bucket is served from the seed layout only.', {
-        fix: 'Open the store with layout "seed" (the default).',
+    if (this.#store.layout !== 'pgstate' || !this.#store.config.locksTable) {
+      throw new PgStateError('BAD_SETTING', 'The Meltano S3 bucket is served from the pgstate layout only.', {
+        fix: 'Open the store with layout "pgstate" (the default; formerly "seed").',
       });
     }
+    this.#migrate = options.migrate ?? true;
     const prefix = (options.prefix ?? '').replace(/^\/+|\/+$/g, '');
     this.#prefix = prefix === '' ? '' : `${prefix}/`;
     this.#lockWaitMs = ((options.lockWaitSeconds ?? this.#store.lockTimeoutSeconds + 5) * 1000) | 0;
@@ -92,6 +100,19 @@ class MeltanoBucketHandler implements BucketHandler {
 
   get #pool(): pg.Pool {
     return this.#store.pool;
+  }
+
+  /**
+   * Brings the tables up to date on first use, as the Pulumi bucket does: an up-to-date database costs one journal
+   * read (no lock, no writes, fine for a DML-only role); a failure is retried on the next request.
+   */
+  #ensureTables(): Promise<void> {
+    if (!this.#migrate) return Promise.resolve();
+    this.#ready ??= this.#store.migrate().catch((error: unknown) => {
+      this.#ready = undefined;
+      throw error;
+    });
+    return this.#ready;
   }
 
   #parseKey(key: string): ParsedKey {
@@ -168,10 +189,12 @@ class MeltanoBucketHandler implements BucketHandler {
   }
 
   async headObject(key: string): Promise<ObjectInfo | null> {
+    await this.#ensureTables();
     return (await this.#object(key))?.info ?? null;
   }
 
   async getObject(key: string, range?: ByteRange): Promise<ObjectBody | null> {
+    await this.#ensureTables();
     const found = await this.#object(key);
     if (!found) return null;
     const body = range
@@ -181,6 +204,7 @@ class MeltanoBucketHandler implements BucketHandler {
   }
 
   async putObject(key: string, body: Uint8Array, conditions: PutConditions = {}): Promise<ObjectInfo> {
+    await this.#ensureTables();
     const { stateId, file } = this.#parseKey(key);
     const text = Buffer.from(body).toString('utf8');
     if (file === 'lock') return this.#putLock(key, stateId, text, conditions);
@@ -258,6 +282,7 @@ class MeltanoBucketHandler implements BucketHandler {
   }
 
   async copyObject(sourceKey: string, destinationKey: string): Promise<ObjectInfo | null> {
+    await this.#ensureTables();
     const source = this.#parseKey(sourceKey);
     const destination = this.#parseKey(destinationKey);
     if (source.file !== 'state' || destination.file !== 'state') {
@@ -271,6 +296,7 @@ class MeltanoBucketHandler implements BucketHandler {
   }
 
   async deleteObject(key: string): Promise<boolean> {
+    await this.#ensureTables();
     const { stateId, file } = this.#parseKey(key);
     if (file === 'lock') {
       // Only lock files: pgstate's and the Python plugin's lock rows are released by their holders.
@@ -285,6 +311,7 @@ class MeltanoBucketHandler implements BucketHandler {
   }
 
   async listObjects(request: ListRequest): Promise<ListResult> {
+    await this.#ensureTables();
     const prefix = request.prefix ?? '';
     const delimiter = request.delimiter || undefined;
     const objects: ObjectInfo[] = [];

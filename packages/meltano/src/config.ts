@@ -1,18 +1,28 @@
 /** Where a Meltano store lives: layout, connection settings and table names, resolved from URL + settings + env. */
 import {
   type ConnectionSettings,
+  findLayout,
   PgStateError,
   parseConnectionSettings,
   qualifiedName,
   validateIdentifier,
+  withoutSqlAlchemyDriver,
 } from '@pgstate/core';
+import { MELTANO_LAYOUTS as LAYOUTS } from '@pgstate/schema';
 
-export type MeltanoLayout = 'seed' | 'plugin' | 'systemdb';
-export const MELTANO_LAYOUTS: readonly MeltanoLayout[] = ['seed', 'plugin', 'systemdb'];
+/**
+ * `pgstate`: pgstate's two tables `meltano_state` + `meltano_state_locks` (formerly called `seed`, still accepted);
+ * `plugin`: the upstream meltano-state-backend-postgresql plugin's `state` table; `systemdb`: Meltano's own.
+ */
+export type MeltanoLayout = 'pgstate' | 'plugin' | 'systemdb';
+/** A layout as callers may give it: `seed` is the pgstate layout's former name. */
+export type MeltanoLayoutInput = MeltanoLayout | 'seed';
+/** Canonical layout names (aliases are accepted by `parseLayout`). */
+export const MELTANO_LAYOUTS: readonly MeltanoLayout[] = LAYOUTS.map((l) => l.name as MeltanoLayout);
 
 export interface MeltanoConnectionOptions {
   /**
-   * seed: `postgres://user:pass@host:port/db/schema`; plugin: the same or a libpq URI; systemdb: Meltano's
+   * pgstate: `postgres://user:pass@host:port/db/schema`; plugin: the same or a libpq URI; systemdb: Meltano's
    * `database_uri` (`postgresql+psycopg://...` is accepted, the SQLAlchemy driver part is ignored).
    */
   url?: string;
@@ -39,22 +49,30 @@ export interface ResolvedMeltanoConfig {
   table: string;
   /** `"schema"."table"` of the state rows. */
   stateTable: string;
-  /** `"schema"."meltano_state_locks"` (seed layout only). */
+  /** `"schema"."meltano_state_locks"` (pgstate layout only). */
   locksTable: string | undefined;
 }
 
 const ENV_PREFIX: Record<MeltanoLayout, string | undefined> = {
-  seed: 'MELTANO_STATE_BACKEND_POSTGRES_',
+  pgstate: 'MELTANO_STATE_BACKEND_POSTGRES_',
   plugin: 'MELTANO_STATE_BACKEND_POSTGRESQL_',
   systemdb: undefined,
 };
 
+/** The canonical name of a layout name or alias (`seed` -> `pgstate`); undefined -> `pgstate`. */
 export function parseLayout(layout: string | undefined): MeltanoLayout {
-  if (layout === undefined) return 'seed';
-  if ((MELTANO_LAYOUTS as readonly string[]).includes(layout)) return layout as MeltanoLayout;
-  throw new PgStateError('BAD_SETTING', `Unknown Meltano layout ${JSON.stringify(layout)}.`, {
-    fix: `Use one of ${MELTANO_LAYOUTS.join(', ')}.`,
-  });
+  if (layout === undefined) return 'pgstate';
+  return findLayout({ name: 'meltano', layouts: LAYOUTS }, layout).name as MeltanoLayout;
+}
+
+/** A `MELTANO_STATE_BACKEND_POSTGRES(QL)_<KEY>` setting of a layout (systemdb has none). */
+export function meltanoEnvSetting(
+  layout: MeltanoLayout,
+  key: string,
+  env: Readonly<Record<string, string | undefined>>,
+): string | undefined {
+  const prefix = ENV_PREFIX[layout];
+  return prefix ? env[`${prefix}${key}`] || undefined : undefined;
 }
 
 /** `-csearch_path=foo,bar` (as in `?options=-csearch_path%3Dfoo`) -> `foo`. */
@@ -63,12 +81,15 @@ function schemaFromOptions(options: string | undefined): string | undefined {
   return m?.[1];
 }
 
-export function resolveMeltanoConfig(layout: MeltanoLayout, options: MeltanoConnectionOptions): ResolvedMeltanoConfig {
+export function resolveMeltanoConfig(
+  layoutName: MeltanoLayoutInput,
+  options: MeltanoConnectionOptions,
+): ResolvedMeltanoConfig {
+  const layout = parseLayout(layoutName);
   const env = options.env ?? process.env;
-  const prefix = ENV_PREFIX[layout];
-  const fromEnv = (key: string) => (prefix ? env[`${prefix}${key}`] || undefined : undefined);
+  const fromEnv = (key: string) => meltanoEnvSetting(layout, key, env);
   // SQLAlchemy URLs carry the driver in the scheme; libpq and pg only know postgres(ql)://.
-  const url = options.url?.replace(/^postgres(ql)?\+[A-Za-z0-9_]+:\/\//, 'postgresql://');
+  const url = options.url === undefined ? undefined : withoutSqlAlchemyDriver(options.url);
   const settings = parseConnectionSettings(
     {
       url,
@@ -84,13 +105,13 @@ export function resolveMeltanoConfig(layout: MeltanoLayout, options: MeltanoConn
     { allowSchemaPath: layout !== 'systemdb', env },
   );
   const schema = validateIdentifier(settings.schema ?? schemaFromOptions(settings.options) ?? 'public', 'schema name');
-  if (layout === 'seed' && options.table !== undefined) {
-    throw new PgStateError('BAD_SETTING', 'The Meltano seed layout has fixed table names; `table` does not apply.', {
+  if (layout === 'pgstate' && options.table !== undefined) {
+    throw new PgStateError('BAD_SETTING', 'The Meltano pgstate layout has fixed table names; `table` does not apply.', {
       fix: 'Drop the table setting, or use layout "plugin" / "systemdb".',
     });
   }
   const table = validateIdentifier(
-    layout === 'seed' ? 'meltano_state' : (options.table ?? fromEnv('TABLE') ?? 'state'),
+    layout === 'pgstate' ? 'meltano_state' : (options.table ?? fromEnv('TABLE') ?? 'state'),
     'table name',
   );
   return {
@@ -99,6 +120,6 @@ export function resolveMeltanoConfig(layout: MeltanoLayout, options: MeltanoConn
     schema,
     table,
     stateTable: qualifiedName(schema, table),
-    locksTable: layout === 'seed' ? qualifiedName(schema, 'meltano_state_locks') : undefined,
+    locksTable: layout === 'pgstate' ? qualifiedName(schema, 'meltano_state_locks') : undefined,
   };
 }

@@ -1,13 +1,13 @@
 /**
  * `meltano state list --pattern` globs, matched as each layout's host matches them: the host turns the glob into a
  * `LIKE` pattern by replacing characters, escaping nothing.
- * - `seed`, `plugin` (the Python plugin, both versions): `*` -> `%`, `?` -> `_`.
+ * - `pgstate` (formerly `seed`), `plugin` (the Python plugin, both versions): `*` -> `%`, `?` -> `_`.
  * - `systemdb` (Meltano's own): `*` -> `%` only; `?` is a literal question mark.
  * So `_` and `%` in a pattern are `LIKE` wildcards there too (`dev:tap_a*` also matches `dev:tapXa-to-t`), and `\`
  * escapes the next character (`LIKE`'s default escape): `dev:tap\_a*` matches a literal underscore.
  */
 import { PgStateError } from '@pgstate/core';
-import type { MeltanoLayout } from './config.js';
+import type { MeltanoLayoutInput } from './config.js';
 
 export interface LikePattern {
   /** For `LIKE $1 ESCAPE '\'` (the default escape, as the hosts use it). */
@@ -18,7 +18,7 @@ export interface LikePattern {
   matchesAll: boolean;
 }
 
-export function globToLike(pattern: string | undefined, layout: MeltanoLayout = 'seed'): LikePattern {
+export function globToLike(pattern: string | undefined, layout: MeltanoLayoutInput = 'pgstate'): LikePattern {
   if (pattern === undefined || pattern === '') return { like: '%', prefix: '', matchesAll: true };
   let like = pattern.replaceAll('*', '%');
   if (layout !== 'systemdb') like = like.replaceAll('?', '_');

@@ -1,8 +1,11 @@
+export { MELTANO_URL_PARAMS, meltanoAdapter } from './adapter.js';
 export { createMeltanoBucketHandler, type MeltanoBucketOptions } from './bucket.js';
 export {
   MELTANO_LAYOUTS,
   type MeltanoConnectionOptions,
   type MeltanoLayout,
+  type MeltanoLayoutInput,
+  meltanoEnvSetting,
   parseLayout,
   type ResolvedMeltanoConfig,
   resolveMeltanoConfig,

@@ -184,7 +184,7 @@ function needsSessionPooling(): PgStateError {
     'BAD_SETTING',
     'The plugin/systemdb layouts hold session advisory locks, but this connection goes through a transaction-mode pooler (e.g. PgBouncer pool_mode=transaction).',
     {
-      fix: 'Connect those layouts directly or through a session-mode pool, or use the seed layout (its lock table works behind transaction pooling).',
+      fix: 'Connect those layouts directly or through a session-mode pool, or use the pgstate layout (its lock table works behind transaction pooling).',
     },
   );
 }

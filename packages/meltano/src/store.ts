@@ -9,6 +9,7 @@ import pg from 'pg';
 import {
   type MeltanoConnectionOptions,
   type MeltanoLayout,
+  type MeltanoLayoutInput,
   parseLayout,
   type ResolvedMeltanoConfig,
   resolveMeltanoConfig,
@@ -47,7 +48,7 @@ import {
 import { WrittenPartials } from './versions.js';
 
 export interface MeltanoStoreOptions extends MeltanoConnectionOptions {
-  /** `seed` (default), `plugin` or `systemdb`. */
+  /** `pgstate` (default; formerly `seed`, still accepted), `plugin` or `systemdb`. */
   layout?: MeltanoLayout | string;
   /** Meltano's `state_backend.lock_timeout_seconds`: a lock row not renewed for this long is free (default 10). */
   lockTimeoutSeconds?: number;
@@ -118,7 +119,7 @@ export class MeltanoStateStore {
       adapter: 'meltano',
       layout: this.layout,
       schema: this.config.schema,
-      ...(this.layout === 'seed' ? {} : { table: this.config.table }),
+      ...(this.layout === 'pgstate' ? {} : { table: this.config.table }),
     });
   }
 
@@ -560,7 +561,11 @@ function stateSql(table: string, locksTable: string | undefined): StateSql {
  * `list`'s SQL. `state_id COLLATE "C"` matches the layouts' `<table>_state_id_c_idx` index, so a pattern with a
  * literal prefix (`dev:*`) is an index range scan whatever the database collation, and the order is byte order.
  */
-export function listQuery(stateTable: string, pattern?: string, layout: MeltanoLayout = 'seed'): pg.QueryConfig {
+export function listQuery(
+  stateTable: string,
+  pattern?: string,
+  layout: MeltanoLayoutInput = 'pgstate',
+): pg.QueryConfig {
   const { like, matchesAll } = globToLike(pattern, layout);
   if (matchesAll) return { text: `SELECT state_id FROM ${stateTable} ORDER BY state_id COLLATE "C"`, values: [] };
   return {

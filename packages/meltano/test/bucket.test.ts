@@ -2,7 +2,7 @@ import { isPgStateError } from '@pgstate/core';
 import { createTestDatabase } from '@pgstate/core/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, inject, test } from 'vitest';
-import { createMeltanoBucketHandler, type MeltanoStateStore } from '../src/index.js';
+import { createMeltanoBucketHandler, MeltanoStateStore } from '../src/index.js';
 import { openStore } from './helpers.js';
 
 let db: Awaited<ReturnType<typeof createTestDatabase>>;
@@ -13,7 +13,7 @@ beforeAll(async () => {
   db = await createTestDatabase(inject('pgUrl'), 'meltano_bucket');
   sql = new pg.Client({ connectionString: db.url });
   await sql.connect();
-  store = await openStore(db.url, 'seed', { lockTimeoutSeconds: 2 });
+  store = await openStore(db.url, 'pgstate', { lockTimeoutSeconds: 2 });
 });
 afterAll(async () => {
   await store?.close();
@@ -30,7 +30,7 @@ test("Meltano's S3 files map to rows: state.json <-> meltano_state, lock <-> an 
   // What Meltano's S3 backend writes (json.dumps of MeltanoState.to_dict()).
   await bucket.putObject(key, enc('{"completed": {"singer_state": {"bookmarks": {"a": 1}}}, "partial": {}}'));
   expect((await store.get('dev:tap-a-to-target-b'))?.merged).toEqual({ singer_state: { bookmarks: { a: 1 } } });
-  const raw = await sql.query('SELECT partial_state, completed_state FROM mel_seed.meltano_state');
+  const raw = await sql.query('SELECT partial_state, completed_state FROM mel_pgstate.meltano_state');
   expect(raw.rows).toEqual([{ partial_state: null, completed_state: '{"singer_state": {"bookmarks": {"a": 1}}}' }]);
 
   // pgstate's merge shows up in the file Meltano reads.
@@ -49,13 +49,13 @@ test("Meltano's S3 files map to rows: state.json <-> meltano_state, lock <-> an 
   expect(await bucket.getObject(lockKey)).toBeNull();
   await bucket.putObject(lockKey, enc('1700000000.5'));
   expect(dec((await bucket.getObject(lockKey))?.body)).toBe('1700000000.5');
-  const lockRow = await sql.query('SELECT lock_id, expires_at > now() AS live FROM mel_seed.meltano_state_locks');
+  const lockRow = await sql.query('SELECT lock_id, expires_at > now() AS live FROM mel_pgstate.meltano_state_locks');
   expect(lockRow.rows).toEqual([{ lock_id: 's3:1700000000.5', live: true }]);
   await expect(bucket.putObject(lockKey, enc('1700000001'), { ifNoneMatch: '*' })).rejects.toMatchObject({
     code: 'PRECONDITION_FAILED',
   });
   // pgstate writers respect the lock file.
-  const impatient = await openStore(db.url, 'seed', { lockWaitSeconds: 0.3, lockRetrySeconds: 0.05 });
+  const impatient = await openStore(db.url, 'pgstate', { lockWaitSeconds: 0.3, lockRetrySeconds: 0.05 });
   await expect(impatient.merge('dev:tap-a-to-target-b', { singer_state: {} })).rejects.toMatchObject({
     code: 'LOCK_TIMEOUT',
   });
@@ -79,7 +79,7 @@ test("Meltano's S3 files map to rows: state.json <-> meltano_state, lock <-> an 
   // Release (Meltano deletes the lock file), then a blocked PUT proceeds; an expired lock reads as absent.
   expect(await bucket.deleteObject(lockKey)).toBe(true);
   await bucket.putObject(lockKey, enc('1700000002'));
-  await sql.query(`UPDATE mel_seed.meltano_state_locks SET expires_at = now() - interval '1 second'`);
+  await sql.query(`UPDATE mel_pgstate.meltano_state_locks SET expires_at = now() - interval '1 second'`);
   expect(await bucket.getObject(lockKey)).toBeNull();
   await bucket.putObject(lockKey, enc('1700000003')); // takes the expired lock over
   await bucket.deleteObject(lockKey);
@@ -112,7 +112,7 @@ test('a lock-file PUT waits for the holder and then wins; a dead holder is taken
 
 test('bad keys and bodies are rejected precisely and write nothing', async () => {
   const bucket = createMeltanoBucketHandler({ store, prefix: 'state' });
-  const before = await sql.query('SELECT * FROM mel_seed.meltano_state ORDER BY state_id');
+  const before = await sql.query('SELECT * FROM mel_pgstate.meltano_state ORDER BY state_id');
   for (const [key, body] of [
     ['state/dev:x/state.json', '{"completed": '],
     ['state/dev:x/state.json', '[1]'],
@@ -125,5 +125,29 @@ test('bad keys and bodies are rejected precisely and write nothing', async () =>
     const error = await bucket.putObject(key, enc(body)).catch((e: unknown) => e);
     expect(isPgStateError(error, 'INVALID_INPUT'), `${key} ${body}: ${String(error)}`).toBe(true);
   }
-  expect((await sql.query('SELECT * FROM mel_seed.meltano_state ORDER BY state_id')).rows).toEqual(before.rows);
+  expect((await sql.query('SELECT * FROM mel_pgstate.meltano_state ORDER BY state_id')).rows).toEqual(before.rows);
+});
+
+test('on an unmigrated database the bucket creates its tables on first use, as the Pulumi bucket does', async () => {
+  const fresh = new pg.Pool({ connectionString: db.url, max: 2 });
+  try {
+    const off = createMeltanoBucketHandler({ storeOptions: { pool: fresh, schema: 'mel_lazy_off' }, migrate: false });
+    await expect(off.listObjects({ prefix: '', maxKeys: 10 })).rejects.toThrow();
+    expect((await sql.query("SELECT to_regclass('mel_lazy_off.meltano_state') AS t")).rows[0].t).toBeNull();
+
+    const bucket = createMeltanoBucketHandler({ storeOptions: { pool: fresh, schema: 'mel_lazy' }, prefix: 'state' });
+    expect((await bucket.listObjects({ prefix: 'state/', maxKeys: 10 })).objects).toEqual([]);
+    await bucket.putObject(
+      'state/dev:lazy/state.json',
+      enc('{"completed": {"singer_state": {"a": 1}}, "partial": {}}'),
+    );
+    const { rows } = await sql.query('SELECT state_id FROM mel_lazy.meltano_state');
+    expect(rows).toEqual([{ state_id: 'dev:lazy' }]);
+    // The former layout name still opens the same tables.
+    const alias = new MeltanoStateStore({ pool: fresh, schema: 'mel_lazy', layout: 'seed' });
+    expect(alias.layout).toBe('pgstate');
+    expect((await alias.get('dev:lazy'))?.merged).toEqual({ singer_state: { a: 1 } });
+  } finally {
+    await fresh.end();
+  }
 });

@@ -77,7 +77,7 @@ describe.each(LAYOUTS)('%s layout', (layout) => {
       });
       holder.kill('SIGKILL');
       expect((await holder.done).signal).toBe('SIGKILL');
-      if (layout === 'seed') {
+      if (layout === 'pgstate') {
         // The dead holder's row is still there until it expires...
         const rows = await sql.query(`SELECT lock_id FROM ${schema}.meltano_state_locks WHERE state_id = $1`, [
           stateId,

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { type MeltanoLayout, MeltanoStateStore, type MeltanoStoreOptions } from '../src/index.js';
 
-export const LAYOUTS: MeltanoLayout[] = ['seed', 'plugin', 'systemdb'];
+export const LAYOUTS: MeltanoLayout[] = ['pgstate', 'plugin', 'systemdb'];
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 

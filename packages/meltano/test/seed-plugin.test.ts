@@ -13,8 +13,8 @@ import { openStore } from './helpers.js';
 let db: Awaited<ReturnType<typeof createTestDatabase>>;
 let admin: pg.Client;
 let store: MeltanoStateStore;
-const STATE = 'mel_seed.meltano_state';
-const LOCKS = 'mel_seed.meltano_state_locks';
+const STATE = 'mel_pgstate.meltano_state';
+const LOCKS = 'mel_pgstate.meltano_state_locks';
 const S = (bookmarks: JsonObject): JsonObject => ({ singer_state: { bookmarks } });
 
 /** A Python seed-plugin session: autocommit, in the given session time zone. */
@@ -75,7 +75,7 @@ beforeAll(async () => {
   db = await createTestDatabase(inject('pgUrl'), 'meltano_seed_plugin');
   admin = new pg.Client({ connectionString: db.url });
   await admin.connect();
-  store = await openStore(db.url, 'seed', { lockWaitSeconds: 0.5, lockRetrySeconds: 0.05 });
+  store = await openStore(db.url, 'pgstate', { lockWaitSeconds: 0.5, lockRetrySeconds: 0.05 });
 });
 afterAll(async () => {
   await store?.close();

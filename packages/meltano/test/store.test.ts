@@ -46,13 +46,13 @@ test('under a non-C database collation (ICU en-US) list still uses the index and
   );
   const url = new URL(db.url);
   url.pathname = `/${name}`;
-  const store = await openStore(url.toString(), 'seed');
+  const store = await openStore(url.toString(), 'pgstate');
   try {
     await store.pool.query(
-      `INSERT INTO mel_seed.meltano_state (state_id) SELECT 'dev:tap-' || g || '-to-t' FROM generate_series(1, 5000) g`,
+      `INSERT INTO mel_pgstate.meltano_state (state_id) SELECT 'dev:tap-' || g || '-to-t' FROM generate_series(1, 5000) g`,
     );
-    await store.pool.query("INSERT INTO mel_seed.meltano_state (state_id) VALUES ('dev:tap-7a'), ('dev:tap-7B')");
-    await store.pool.query('ANALYZE mel_seed.meltano_state');
+    await store.pool.query("INSERT INTO mel_pgstate.meltano_state (state_id) VALUES ('dev:tap-7a'), ('dev:tap-7B')");
+    await store.pool.query('ANALYZE mel_pgstate.meltano_state');
     const query = listQuery(store.config.stateTable, 'dev:tap-7*');
     const plan = await store.pool.query(`EXPLAIN ${query.text}`, query.values);
     const text = plan.rows.map((r) => r['QUERY PLAN']).join('\n');
@@ -69,7 +69,7 @@ test('under a non-C database collation (ICU en-US) list still uses the index and
 
 describe.each(LAYOUTS)('%s layout', (layout) => {
   let store: MeltanoStateStore;
-  const table = () => (layout === 'seed' ? `mel_${layout}.meltano_state` : `mel_${layout}.state`);
+  const table = () => (layout === 'pgstate' ? `mel_${layout}.meltano_state` : `mel_${layout}.state`);
   const row = async (id: string) =>
     (
       await sql.query<{ partial_state: string | null; completed_state: string | null }>(
@@ -280,7 +280,7 @@ describe.each(LAYOUTS)('%s layout', (layout) => {
     }
   });
 
-  if (layout !== 'seed') {
+  if (layout !== 'pgstate') {
     test('pgstate locks with the plugin key: a raw pg_try_advisory_lock on that key is refused while held', async () => {
       const id = 'dev:tap-github-to-target-postgres';
       const lock = await store.acquireLock(id);
@@ -306,7 +306,7 @@ describe.each(LAYOUTS)('%s layout', (layout) => {
     });
   }
 
-  if (layout !== 'seed') {
+  if (layout !== 'pgstate') {
     test('a held advisory lock whose session died is reported lost; nothing is written under it', async () => {
       const id = 'dev:fence-advisory';
       const lock = await store.acquireLock(id);
@@ -328,39 +328,39 @@ describe.each(LAYOUTS)('%s layout', (layout) => {
     });
   }
 
-  if (layout === 'seed') {
+  if (layout === 'pgstate') {
     test('lock rows: a live foreign row blocks, an expired one (or a Python row 5 min after its insert) is taken over', async () => {
-      const short = await openStore(db.url, 'seed', { lockWaitSeconds: 0.3, lockRetrySeconds: 0.05 });
+      const short = await openStore(db.url, 'pgstate', { lockWaitSeconds: 0.3, lockRetrySeconds: 0.05 });
       try {
         await sql.query(
-          `INSERT INTO mel_seed.meltano_state_locks (state_id, locked_at, lock_id) VALUES ('py', LOCALTIMESTAMP, 'python-uuid')`,
+          `INSERT INTO mel_pgstate.meltano_state_locks (state_id, locked_at, lock_id) VALUES ('py', LOCALTIMESTAMP, 'python-uuid')`,
         );
         await expectCode(short.merge('py', S({ a: 1 })), 'LOCK_TIMEOUT');
         await sql.query(
           // The column default gave the Python row 5 minutes (server clock); move its insert back instead of waiting.
-          `UPDATE mel_seed.meltano_state_locks SET expires_at = expires_at - interval '6 minutes' WHERE state_id = 'py'`,
+          `UPDATE mel_pgstate.meltano_state_locks SET expires_at = expires_at - interval '6 minutes' WHERE state_id = 'py'`,
         );
         await short.merge('py', S({ a: 1 }));
         await sql.query(
-          `INSERT INTO mel_seed.meltano_state_locks (state_id, lock_id, expires_at) VALUES ('ts', 'pgstate:x', now() + interval '1 hour')`,
+          `INSERT INTO mel_pgstate.meltano_state_locks (state_id, lock_id, expires_at) VALUES ('ts', 'pgstate:x', now() + interval '1 hour')`,
         );
         await expectCode(short.set('ts', S({ a: 1 })), 'LOCK_TIMEOUT');
-        await sql.query(`UPDATE mel_seed.meltano_state_locks SET expires_at = now() - interval '1 second'`);
+        await sql.query(`UPDATE mel_pgstate.meltano_state_locks SET expires_at = now() - interval '1 second'`);
         await short.set('ts', S({ a: 1 }));
         // Transaction-scoped locks leave no rows behind.
-        expect((await sql.query('SELECT count(*)::int AS n FROM mel_seed.meltano_state_locks')).rows[0].n).toBe(0);
+        expect((await sql.query('SELECT count(*)::int AS n FROM mel_pgstate.meltano_state_locks')).rows[0].n).toBe(0);
       } finally {
         await short.close();
       }
     });
 
     test('a lock taken over after expiry is reported lost and its holder cannot write', async () => {
-      const quick = await openStore(db.url, 'seed', { lockTimeoutSeconds: 30 });
+      const quick = await openStore(db.url, 'pgstate', { lockTimeoutSeconds: 30 });
       try {
         const lock = await quick.acquireLock('fence');
         // Simulate a long pause: the row expires and someone else takes it over.
         await sql.query(
-          `UPDATE mel_seed.meltano_state_locks SET expires_at = now() - interval '1 second' WHERE state_id = 'fence'`,
+          `UPDATE mel_pgstate.meltano_state_locks SET expires_at = now() - interval '1 second' WHERE state_id = 'fence'`,
         );
         await store.merge('fence', S({ other: 1 }));
         await expectCode(quick.merge('fence', S({ mine: 1 }), { lock }), 'LOCK_LOST');

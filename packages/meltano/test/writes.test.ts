@@ -39,7 +39,7 @@ describe.each(LAYOUTS)('%s layout', (layout) => {
   let a: MeltanoStateStore;
   let b: MeltanoStateStore;
   let impatient: MeltanoStateStore;
-  const table = layout === 'seed' ? `mel_${layout}.meltano_state` : `mel_${layout}.state`;
+  const table = layout === 'pgstate' ? `mel_${layout}.meltano_state` : `mel_${layout}.state`;
   const row = async (id: string) =>
     (
       await sql.query<{ partial_state: string | null; completed_state: string | null }>(
@@ -115,29 +115,29 @@ describe.each(LAYOUTS)('%s layout', (layout) => {
     expect((await a.get(id))?.merged).toEqual(S({ after: 1 }));
   });
 
-  if (layout === 'seed') {
+  if (layout === 'pgstate') {
     test('seed: a lock row of the Python plugin or of a Meltano lock file stops set and merge; a new id too', async () => {
       for (const lockId of ['python-uuid4', 's3:1700000000.5']) {
         const id = `dev:foreign-${lockId}`;
         await a.set(id, S({ v: 0 }));
         await sql.query(
-          `INSERT INTO mel_seed.meltano_state_locks (state_id, locked_at, lock_id) VALUES ($1, LOCALTIMESTAMP, $2)`,
+          `INSERT INTO mel_pgstate.meltano_state_locks (state_id, locked_at, lock_id) VALUES ($1, LOCALTIMESTAMP, $2)`,
           [id, lockId],
         );
         await expectCode(impatient.set(id, S({ v: 1 })), 'LOCK_TIMEOUT');
         await expectCode(a.merge(id, S({ v: 1 })), 'LOCK_TIMEOUT');
         expect((await a.get(id))?.merged).toEqual(S({ v: 0 }));
-        await sql.query('DELETE FROM mel_seed.meltano_state_locks WHERE state_id = $1', [id]);
+        await sql.query('DELETE FROM mel_pgstate.meltano_state_locks WHERE state_id = $1', [id]);
         await a.merge(id, S({ v: 2 }));
         expect((await a.get(id))?.merged).toEqual(S({ v: 2 }));
       }
       await sql.query(
-        `INSERT INTO mel_seed.meltano_state_locks (state_id, locked_at, lock_id) VALUES ('dev:fresh', LOCALTIMESTAMP, 'x')`,
+        `INSERT INTO mel_pgstate.meltano_state_locks (state_id, locked_at, lock_id) VALUES ('dev:fresh', LOCALTIMESTAMP, 'x')`,
       );
       await expectCode(impatient.merge('dev:fresh', S({ v: 1 })), 'LOCK_TIMEOUT');
       await expectCode(impatient.set('dev:fresh', S({ v: 1 })), 'LOCK_TIMEOUT');
       expect(await a.get('dev:fresh')).toBeNull();
-      await sql.query(`DELETE FROM mel_seed.meltano_state_locks WHERE state_id = 'dev:fresh'`);
+      await sql.query(`DELETE FROM mel_pgstate.meltano_state_locks WHERE state_id = 'dev:fresh'`);
     });
   } else {
     test(`${layout}: a Python writer's session advisory lock stops set and merge until released`, async () => {

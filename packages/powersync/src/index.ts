@@ -1,3 +1,4 @@
+export { powersyncAdapter } from './adapter.js';
 export { PgStateBucketBatch } from './batch/bucket-batch.js';
 export { checkpointChannel } from './batch/checkpoints.js';
 export {

@@ -24,21 +24,28 @@ import { migrate } from '@pgstate/schema';
 import type pg from 'pg';
 import { compareKeys, prefixUpperBound, validateKey, validatePrefix } from './keys.js';
 import { type Compression, decompressBytes, summarizeCheckpoint } from './summary.js';
-import { DEFAULT_TABLE, type PulumiLayout, type PulumiTableNames, pulumiTableNames } from './tables.js';
+import {
+  DEFAULT_TABLE,
+  type PulumiLayout,
+  type PulumiLayoutInput,
+  type PulumiTableNames,
+  pulumiTableNames,
+} from './tables.js';
 
 /** URL query parameters this package understands (never sent to the server). */
 export const PULUMI_URL_PARAMS = ['table', 'schema', 'layout', 'key_prefix'] as const;
 
 export interface PulumiBlobStoreOptions {
-  /** A `postgres://` URL or connection fields; `?table=`, `?schema=`, `?layout=seed|native` are read from it. */
+  /** A `postgres://` URL or connection fields; `?table=`, `?schema=`, `?layout=bytea|native` and `?key_prefix=` are read from it. */
   connection?: ConnectionInput;
   /** Use this pool instead of creating one (it is not closed by `close()`). */
   pool?: pg.Pool;
   table?: string;
   schema?: string;
-  layout?: PulumiLayout;
+  /** `bytea` (default; `seed` is its former name) or `native`. */
+  layout?: PulumiLayoutInput;
   /**
-   * Prefix every stored key gets. Default: none for `seed`; `<database>/` for `native`, which is what
+   * Prefix every stored key gets. Default: none for `bytea`; `<database>/` for `native`, which is what
    * `pulumi login postgres://host/db` writes.
    */
   keyPrefix?: string;
@@ -110,15 +117,15 @@ export class PulumiBlobStore {
       });
       table ??= settings.adapterParams.table;
       schema ??= settings.adapterParams.schema;
-      layout ??= settings.adapterParams.layout as PulumiLayout | undefined;
+      layout ??= settings.adapterParams.layout as PulumiLayoutInput | undefined;
       keyPrefix ??= settings.adapterParams.key_prefix;
       database = settings.database;
       // Validate names before a pool exists, so a bad name leaks nothing.
-      pulumiTableNames(table ?? DEFAULT_TABLE, schema, layout ?? 'seed');
+      pulumiTableNames(table ?? DEFAULT_TABLE, schema, layout ?? 'bytea');
       this.pool = createPool(settings);
       this.ownsPool = true;
     }
-    this.names = pulumiTableNames(table ?? DEFAULT_TABLE, schema, layout ?? 'seed');
+    this.names = pulumiTableNames(table ?? DEFAULT_TABLE, schema, layout ?? 'bytea');
     this.layout = this.names.layout;
     if (keyPrefix === undefined && this.layout === 'native') {
       database ??= (this.pool.options as { database?: string }).database;
@@ -133,7 +140,7 @@ export class PulumiBlobStore {
     if (this.keyPrefix) validatePrefix(this.keyPrefix);
     this.runMigrations = options.migrate ?? true;
     this.internalSchema = options.internalSchema;
-    if (this.layout === 'seed') {
+    if (this.layout === 'bytea') {
       this.bytesSql = 't.data';
       this.sizeSql = 'octet_length(t.data)';
       this.etagSql =
@@ -196,15 +203,15 @@ export class PulumiBlobStore {
     if (range) validateRange(range);
     await this.ensureTables();
     const slice =
-      this.layout === 'seed' && range
+      this.layout === 'bytea' && range
         ? range.end === undefined
           ? 'substring(t.data FROM $2::int4 + 1)'
           : 'substring(t.data FROM $2::int4 + 1 FOR $3::int4 - $2::int4 + 1)'
-        : this.layout === 'seed'
+        : this.layout === 'bytea'
           ? 't.data'
           : "t.data->>'data'";
     const values: unknown[] = [this.keyPrefix + key];
-    if (this.layout === 'seed' && range) {
+    if (this.layout === 'bytea' && range) {
       values.push(range.start);
       if (range.end !== undefined) values.push(range.end);
     }
@@ -533,8 +540,8 @@ export class PulumiBlobStore {
   ): Promise<ObjectInfo | undefined> {
     const { names } = this;
     const stored = this.keyPrefix + key;
-    const value = this.layout === 'seed' ? asBuffer(body) : nativeJson(body);
-    const cast = this.layout === 'seed' ? 'bytea' : 'json';
+    const value = this.layout === 'bytea' ? asBuffer(body) : nativeJson(body);
+    const cast = this.layout === 'bytea' ? 'bytea' : 'json';
     const onConflict = onlyIfAbsent
       ? 'DO NOTHING'
       : 'DO UPDATE SET data = EXCLUDED.data, updated_at = EXCLUDED.updated_at';

@@ -1,3 +1,4 @@
+export { pulumiAdapter, pulumiStoreOptions } from './adapter.js';
 export {
   BlobTransaction,
   lockDirOf,
@@ -28,4 +29,12 @@ export {
   validateName,
 } from './state-store.js';
 export { type CheckpointSummary, type Compression, decompressBytes, summarizeCheckpoint } from './summary.js';
-export { DEFAULT_SCHEMA, DEFAULT_TABLE, type PulumiLayout, type PulumiTableNames, pulumiTableNames } from './tables.js';
+export {
+  DEFAULT_SCHEMA,
+  DEFAULT_TABLE,
+  type PulumiLayout,
+  type PulumiLayoutInput,
+  type PulumiTableNames,
+  pulumiLayout,
+  pulumiTableNames,
+} from './tables.js';

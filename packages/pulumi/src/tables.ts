@@ -1,11 +1,21 @@
-import { PgStateError, quoteIdentifier, validateIdentifier } from '@pgstate/core';
+import { findLayout, quoteIdentifier, validateIdentifier } from '@pgstate/core';
+import { PULUMI_LAYOUTS } from '@pgstate/schema';
 
 /**
- * `seed`: the seed's table (`key text, data bytea, updated_at`), what the S3 gateway and this package write.
+ * `bytea`: pgstate's table (`key text, data bytea, updated_at`), what the S3 gateway and this package write.
  * `native`: the table of Pulumi's own `postgres://` backend (`data json` holding `{"data":"<base64>"}`, keys
  * prefixed with the database name).
  */
-export type PulumiLayout = 'seed' | 'native';
+export type PulumiLayout = 'bytea' | 'native';
+/** A layout as callers may give it: `seed` is the bytea layout's former name. */
+export type PulumiLayoutInput = PulumiLayout | 'seed';
+
+/** The canonical name of a layout name or alias (BAD_SETTING for anything else). */
+export function pulumiLayout(name: string | undefined): PulumiLayout {
+  return name === undefined
+    ? 'bytea'
+    : (findLayout({ name: 'pulumi', layouts: PULUMI_LAYOUTS }, name).name as PulumiLayout);
+}
 
 export const DEFAULT_TABLE = 'pulumi_state';
 export const DEFAULT_SCHEMA = 'public';
@@ -16,7 +26,7 @@ export const DEFAULT_SCHEMA = 'public';
  */
 export interface PulumiTableNames {
   layout: PulumiLayout;
-  /** The blob table (seed or native layout). */
+  /** The blob table (bytea or native layout). */
   blobs: string;
   /** `<table>_objects`: size + MD5 per key so HEAD/LIST never read the bytes. */
   objects: string;
@@ -31,13 +41,9 @@ export interface PulumiTableNames {
 export function pulumiTableNames(
   table = DEFAULT_TABLE,
   schema = DEFAULT_SCHEMA,
-  layout: PulumiLayout = 'seed',
+  layoutName: PulumiLayoutInput = 'bytea',
 ): PulumiTableNames {
-  if (layout !== 'seed' && layout !== 'native') {
-    throw new PgStateError('BAD_SETTING', `Unknown Pulumi table layout ${JSON.stringify(String(layout))}.`, {
-      fix: 'Use layout "seed" (bytea, the default) or "native" (the table of `pulumi login postgres://`).',
-    });
-  }
+  const layout = pulumiLayout(layoutName);
   validateIdentifier(table, 'table name');
   // Derived names must stay valid too: PostgreSQL would silently truncate them otherwise.
   validateIdentifier(`${table}_key_prefix_idx`, 'table name (with the suffix "_key_prefix_idx")');

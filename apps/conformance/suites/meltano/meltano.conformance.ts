@@ -31,7 +31,7 @@ const needMeltanoRun = () =>
     : `tap-postgres / target-jsonl are not installed in ${PLUGINS} (run scripts/peers/meltano-run-plugins.sh)`);
 
 const S = (bookmarks: Record<string, number>) => ({ singer_state: { bookmarks } });
-const SEED_LAYOUTS: MeltanoLayout[] = ['seed', 'plugin', 'systemdb'];
+const SEED_LAYOUTS: MeltanoLayout[] = ['pgstate', 'plugin', 'systemdb'];
 const STORE_LANES = ['direct', 'pgbouncer', 'least-privilege', 'tls-verify-full', 'mtls'];
 
 /** A throwaway Meltano project; `env` carries the state backend settings, `yaml` more of meltano.yml. */
@@ -88,7 +88,7 @@ defineConformance<MeltanoStateStore, { rows(table: string): Promise<Record<strin
       await migrate(admin, { adapter: 'meltano', layout, schema: `mel_${layout}` });
     }
   },
-  create: (lane) => storeFor(lane, 'seed'),
+  create: (lane) => storeFor(lane, 'pgstate'),
   close: (store) => store.close(),
   probes: (admin) => ({
     rows: async (table) => (await admin.query(`SELECT * FROM ${table} ORDER BY state_id`)).rows,
@@ -100,7 +100,7 @@ defineConformance<MeltanoStateStore, { rows(table: string): Promise<Record<strin
         async ({ lane, probes, onCleanup }) => {
           const store = storeFor(lane, layout);
           onCleanup(() => store.close());
-          const table = layout === 'seed' ? `mel_${layout}.meltano_state` : `mel_${layout}.state`;
+          const table = layout === 'pgstate' ? `mel_${layout}.meltano_state` : `mel_${layout}.state`;
           await store.set('dev:tap_a-to-t', S({ a: 1 }));
           await store.merge('dev:tap_a-to-t', S({ b: 2 }));
           await store.set('dev:tapXa-to-t', S({ x: 1 }));
@@ -131,7 +131,7 @@ defineConformance<MeltanoStateStore, { rows(table: string): Promise<Record<strin
         const results = await runProcesses(16, script, { args: (i) => [String(i), '25'] });
         for (const r of results) expect(r.code, r.stderr).toBe(0);
         const { rows } = await admin.query<{ partial_state: string }>(
-          `SELECT partial_state FROM mel_seed.meltano_state WHERE state_id = 'dev:concurrent'`,
+          `SELECT partial_state FROM mel_pgstate.meltano_state WHERE state_id = 'dev:concurrent'`,
         );
         const bookmarks = JSON.parse(rows[0]?.partial_state ?? '{}').singer_state.bookmarks;
         expect(Object.keys(bookmarks)).toHaveLength(16 * 25);
@@ -199,7 +199,7 @@ defineConformance<MeltanoStateStore, { rows(table: string): Promise<Record<strin
     test(
       'stock Meltano through the S3 gateway: state lands in meltano_state, locks are real rows',
       async ({ lane, admin, probes, onCleanup }) => {
-        const store = storeFor(lane, 'seed');
+        const store = storeFor(lane, 'pgstate');
         onCleanup(() => store.close());
         const gateway = await createS3Gateway({
           buckets: { meltano: createMeltanoBucketHandler({ store, prefix: 'state' }) },
@@ -239,7 +239,7 @@ defineConformance<MeltanoStateStore, { rows(table: string): Promise<Record<strin
         ]);
         expect((await store.get(id))?.merged).toEqual(S({ issues: 1, pulls: 2, commits: 3, left: 1, right: 1 }));
         // Every lock file was released: no lock rows left.
-        expect(await probes.rows('mel_seed.meltano_state_locks')).toEqual([]);
+        expect(await probes.rows('mel_pgstate.meltano_state_locks')).toEqual([]);
       },
       { lanes: ['meltano-s3'], timeout: 600_000 },
     );
@@ -254,7 +254,7 @@ defineConformance<MeltanoStateStore, { rows(table: string): Promise<Record<strin
           `INSERT INTO public.events SELECT g, '2026-01-01 00:00+00'::timestamptz + g * interval '1 hour', 'e' || g
            FROM generate_series(1, 3) g`,
         );
-        const store = storeFor(lane, 'seed');
+        const store = storeFor(lane, 'pgstate');
         onCleanup(() => store.close());
         const gateway = await createS3Gateway({
           buckets: { meltano: createMeltanoBucketHandler({ store, prefix: 'state' }) },
@@ -323,8 +323,8 @@ defineConformance<MeltanoStateStore, { rows(table: string): Promise<Record<strin
           completed: bookmark('2026-01-01T03:00:00.000000+00:00'),
           partial: {},
         });
-        expect((await probes.rows('mel_seed.meltano_state')).map((r) => r.state_id)).toEqual([id]);
-        expect(await probes.rows('mel_seed.meltano_state_locks')).toEqual([]);
+        expect((await probes.rows('mel_pgstate.meltano_state')).map((r) => r.state_id)).toEqual([id]);
+        expect(await probes.rows('mel_pgstate.meltano_state_locks')).toEqual([]);
 
         // pgstate rewinds the bookmark; the next run starts from it (Singer SDK: replication key >= bookmark).
         await store.set(id, bookmark('2026-01-01T02:00:00+00:00'));
@@ -334,7 +334,7 @@ defineConformance<MeltanoStateStore, { rows(table: string): Promise<Record<strin
         await project.run(['tap-postgres', 'target-jsonl'], { TARGET_JSONL_DESTINATION_PATH: second });
         expect(records(second)).toEqual([2, 3, 4]);
         expect((await store.get(id))?.merged).toEqual(bookmark('2026-01-01T04:00:00.000000+00:00'));
-        expect(await probes.rows('mel_seed.meltano_state_locks')).toEqual([]);
+        expect(await probes.rows('mel_pgstate.meltano_state_locks')).toEqual([]);
       },
       { lanes: ['meltano-run'], timeout: 600_000 },
     );
