@@ -7,6 +7,7 @@ import {
   type ConnectionFields,
   checkHealth,
   connectClient,
+  connectedHost,
   createPool,
   freeLoopbackPort,
   parseConnectionSettings,
@@ -89,6 +90,28 @@ describe('real TLS connections', () => {
       inUse: true,
       verified: 'ca+hostname',
     });
+  });
+
+  test('several hosts: each is verified against its own name (127.0.0.1 fails verify-full, localhost passes)', async () => {
+    const settings = settingsFor({
+      host: '127.0.0.1,localhost',
+      sslmode: 'verify-full',
+      sslRootCert: server.certs.caFile,
+    });
+    const client = await connectClient(settings);
+    try {
+      expect(connectedHost(client)?.host).toBe('localhost');
+    } finally {
+      await client.end();
+    }
+    const reversed = await rejectionOf(
+      connectClient(
+        settingsFor({ host: '127.0.0.1,127.0.0.1', sslmode: 'verify-full', sslRootCert: server.certs.caFile }),
+      ),
+    );
+    expect((reversed as Error).message).toMatch(
+      /127\.0\.0\.1:\d+: The server certificate is not valid for the host name "127\.0\.0\.1".*; 127\.0\.0\.1:\d+: /,
+    );
   });
 
   test('verify-full with a host name not in the certificate fails with TLS_FAILED', async () => {
