@@ -1,5 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createPool, describeConnection, PgStateError, quoteIdentifier, withTransaction } from '@pgstate/core';
+import {
+  createPool,
+  describeConnection,
+  isRetryableTransactionError,
+  PgStateError,
+  quoteIdentifier,
+  sqlStateOf,
+  withTransaction,
+} from '@pgstate/core';
 import { migrate } from '@pgstate/schema';
 import pg from 'pg';
 import type { NormalizedStorageConfig } from './config.js';
@@ -62,8 +70,6 @@ export function namesFor(schema: string): Names {
     syncRulesIdSequenceLiteral: `'${s}.sync_rules_id_sequence'`,
   };
 }
-
-const RETRYABLE = new Set(['40001', '40P01']);
 
 /** pg's error when `query_timeout` passes without an answer from the server. */
 const NO_ANSWER = 'Query read timeout';
@@ -146,8 +152,9 @@ export class StorageDb {
       try {
         return await this.transaction(fn, { isolation: 'REPEATABLE READ' });
       } catch (error) {
-        const code = (error as { code?: string }).code;
-        const retryable = code != null && (RETRYABLE.has(code) || options.alsoRetry?.includes(code) === true);
+        const state = sqlStateOf(error);
+        const retryable =
+          isRetryableTransactionError(error) || (state !== undefined && options.alsoRetry?.includes(state) === true);
         if (!retryable || Date.now() >= deadline) throw error;
         options.onRetry?.(error, attempt);
         const ceiling = Math.min(5_000, 50 * 2 ** Math.min(attempt, 10));
