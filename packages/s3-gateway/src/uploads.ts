@@ -4,7 +4,7 @@
  * handlers only ever see the finished object through one atomic `putObject`, so an upload that dies half-way leaves
  * no trace in the state tables (abandoned uploads expire).
  */
-import { isPgStateError, qualifiedName } from '@pgstate/core';
+import { isPgStateError, pgErrorKind, qualifiedName } from '@pgstate/core';
 import { GATEWAY_DEFAULT_SCHEMA, GATEWAY_UPLOAD_PARTS_TABLE, GATEWAY_UPLOADS_TABLE, migrate } from '@pgstate/schema';
 import type pg from 'pg';
 import { md5Hex } from './checksums.js';
@@ -111,7 +111,7 @@ export class MultipartStore {
       if (result.rowCount !== 1) throw s3Errors.noSuchUpload(uploadId);
     } catch (error) {
       // The upload was aborted between our SELECT and INSERT.
-      if ((error as { code?: string }).code === '23503') throw s3Errors.noSuchUpload(uploadId);
+      if (pgErrorKind(error) === 'foreign-key-violation') throw s3Errors.noSuchUpload(uploadId);
       throw error;
     }
     return etag;
