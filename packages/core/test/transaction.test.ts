@@ -239,6 +239,21 @@ describe('withTransaction', () => {
         );
         expect(modes).toEqual(Array.from({ length: 12 }, (_, i) => (i % 2 === 1 ? 'on' : 'off')));
         expect((await admin.query('SELECT 1 FROM items WHERE id >= 100')).rowCount).toBe(6);
+
+        // A server connection terminated mid-transaction: the client connection is discarded, the next one works.
+        const before = pool.totalCount;
+        const error = await rejectionOf(
+          withTransaction(pool, async (c) => {
+            await c.query(`INSERT INTO items VALUES (200, 'lost')`);
+            await admin.query('SELECT pg_terminate_backend($1)', [await pid(c)]);
+            await c.query('SELECT 1');
+          }),
+        );
+        expect(pgErrorKind(error)).toBe('connection-lost');
+        expect(pool.totalCount).toBe(before - 1);
+        const next = await withTransaction(pool, async (c) => (await c.query('SELECT 1 AS one')).rows[0]);
+        expect(next).toEqual({ one: 1 });
+        expect((await admin.query('SELECT 1 FROM items WHERE id = 200')).rowCount).toBe(0);
       } finally {
         await pool.end();
         await bouncer.stop();
