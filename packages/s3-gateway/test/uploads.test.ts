@@ -162,6 +162,7 @@ describe('multipart tables as the gateway migration set', () => {
          VALUES ('old-upload', 1, md5('from before'), 11, 'from before')`,
       );
     } finally {
+      await client.query('RESET search_path');
       client.release();
     }
     const gateway = await createS3Gateway({

@@ -68,6 +68,7 @@ describe('the gateway migration set', () => {
         `INSERT INTO pgstate_s3_upload_parts (upload_id, part_number, etag, size, data) VALUES ('inflight', 1, 'e', 3, '\\x616263')`,
       );
     } finally {
+      await client.query('RESET search_path');
       client.release();
     }
     const before = await migrationStatus(pool, { adapter: 'gateway', schema: 'gw_old' });
