@@ -4,8 +4,10 @@ import {
   createPool,
   type ParseOptions,
   parseConnectionSettings,
+  withoutSqlAlchemyDriver,
 } from '@pgstate/core';
 import type { Command } from 'commander';
+import { ADAPTER_URL_PARAMS, SCHEMA_PATH } from './adapters.js';
 import { ensureEmbeddedServer } from './embedded.js';
 import { reportError, toPgStateError } from './errors.js';
 import { Output } from './output.js';
@@ -35,8 +37,11 @@ export type Pool = ReturnType<typeof createPool>;
 /** PG* variables that name a server: any of them means "connect like libpq would", not pgstate's own server. */
 const PG_TARGET_ENV = ['PGHOST', 'PGHOSTADDR', 'PGPORT', 'PGUSER', 'PGPASSWORD', 'PGDATABASE', 'PGSERVICE'];
 
-/** URL query parameters every command accepts (`?schema=...&table=...`), returned in `settings.adapterParams`. */
-const DEFAULT_PARSE: Omit<ParseOptions, 'env'> = { adapterParams: ['schema', 'table'] };
+/**
+ * Every command accepts every adapter's URL parameters (`?schema=&table=&layout=&key_prefix=`, returned in
+ * `settings.adapterParams`) and the `/database/schema` path: each adapter's settings parser picks what it reads.
+ */
+const DEFAULT_PARSE: Omit<ParseOptions, 'env'> = { adapterParams: ADAPTER_URL_PARAMS, allowSchemaPath: SCHEMA_PATH };
 
 /** What every command gets: parsed global options, output, and a lazily connected database. */
 export interface CommandContext {
@@ -48,7 +53,7 @@ export interface CommandContext {
   usesEmbeddedServer(): boolean;
   /**
    * Resolved connection settings (global flags > URL > PG* env > .pgpass); starts pgstate's own server when
-   * nothing is configured. `parse` replaces the default parse options (`adapterParams: ['schema', 'table']`).
+   * nothing is configured. `parse` replaces the default parse options (every adapter's URL parameters).
    */
   settings(parse?: Omit<ParseOptions, 'env'>): Promise<ConnectionSettings>;
   /** One shared pool for the command (created on first call, closed when the command ends). */
@@ -107,7 +112,8 @@ export class CliContext implements CommandContext {
   private fields(): ConnectionFields & { url?: string } {
     const o = this.options;
     const fields: ConnectionFields & { url?: string } = {};
-    if (o.url) fields.url = o.url;
+    // Meltano's own `database_uri` form (`postgresql+psycopg://`) is accepted as the library accepts it.
+    if (o.url) fields.url = withoutSqlAlchemyDriver(o.url);
     if (o.host) fields.host = o.host;
     if (o.port) fields.port = o.port;
     if (o.user) fields.user = o.user;

@@ -1,4 +1,4 @@
-import { describeConnection, redactSecrets, toPgStateError } from '@pgstate/core';
+import { describeConnection, LayoutMismatchError, PgStateError, redactSecrets, toPgStateError } from '@pgstate/core';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import type { Output } from './output.js';
 
@@ -20,6 +20,18 @@ export function redact(text: string, secrets: readonly (string | undefined)[] = 
   return redactSecrets(text, secrets);
 }
 
+/**
+ * Library errors name settings, never flags: a command pointed at another layout's tables gets the flag to use.
+ * Anything else is returned unchanged.
+ */
+export function withFlagHint(error: unknown): unknown {
+  if (!(error instanceof LayoutMismatchError)) return error;
+  return new PgStateError('BAD_SETTING', error.message, {
+    fix: `Add --layout ${error.found} (or ?layout=${error.found} in the URL) to work on ${error.table}; \`pgstate migrate --adapter ${error.adapter} --layout ${error.found}\` adopts it.`,
+    cause: error,
+  });
+}
+
 /** Prints an error as one line (`error [CODE]: message` + `fix: ...`) and returns the exit code. */
 export function reportError(
   error: unknown,
@@ -27,7 +39,7 @@ export function reportError(
   options: { where?: Where; secrets?: readonly (string | undefined)[] } = {},
 ): number {
   const usage = error instanceof UsageError;
-  const err = usage ? error : toPgStateError(error, options.where);
+  const err = usage ? error : toPgStateError(withFlagHint(error), options.where);
   const code = err.code;
   const message = redact(err.message, options.secrets);
   const fix = err.fix ? redact(err.fix, options.secrets) : undefined;

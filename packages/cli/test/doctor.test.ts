@@ -65,9 +65,11 @@ describe('pgstate doctor against a server given by --url', () => {
       'rights:pulumi',
       'rights:meltano',
       'rights:powersync',
+      'rights:gateway',
       'migrations:pulumi',
       'migrations:meltano',
       'migrations:powersync',
+      'migrations:gateway',
       'pooler',
       'clock',
     ]);

@@ -1,16 +1,19 @@
-/** The S3 gateway's multipart tables are a migration set: `pgstate serve` applies it at start. */
+/** The S3 gateway's multipart tables are one more migration target: in `migrate` (alone and in `all`) and at serve's start. */
 import { createTestDatabase } from '@pgstate/core/testing';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { cleanEnv, spawnServe } from './helpers.js';
+import { cleanEnv, runCli, spawnServe } from './helpers.js';
 
 const env = cleanEnv({ PGSTATE_HOME: '/nonexistent/pgstate-must-not-be-used' });
+let migrated: Awaited<ReturnType<typeof createTestDatabase>>;
 let served: Awaited<ReturnType<typeof createTestDatabase>>;
 
 beforeAll(async () => {
+  migrated = await createTestDatabase(inject('pgUrl'), 'cli_gateway_migrate');
   served = await createTestDatabase(inject('pgUrl'), 'cli_gateway_serve');
 });
 afterAll(async () => {
+  await migrated?.drop();
   await served?.drop();
 });
 
@@ -28,6 +31,22 @@ async function gatewayTables(url: string): Promise<string[]> {
 }
 
 describe('the gateway migration set from the CLI', () => {
+  it('migrate --dry-run shows it (with --adapter gateway and in all); migrate applies it; --check agrees', async () => {
+    const one = await runCli(['--url', migrated.url, 'migrate', '--adapter', 'gateway', '--dry-run'], env);
+    expect(one.code).toBe(0);
+    expect(one.stdout).toContain('-- gateway:public: 0000_init');
+    expect(one.stdout).toContain('CREATE TABLE IF NOT EXISTS "public"."pgstate_s3_upload_parts"');
+    const all = await runCli(['--url', migrated.url, 'migrate', '--dry-run'], env);
+    expect(all.stdout).toContain('-- gateway:public: 0000_init');
+    expect(await gatewayTables(migrated.url)).toEqual([]);
+    expect((await runCli(['--url', migrated.url, 'migrate', '--adapter', 'gateway', '--check'], env)).code).toBe(5);
+    const applied = await runCli(['--url', migrated.url, 'migrate'], env);
+    expect(applied.code).toBe(0);
+    expect(applied.stdout).toMatch(/applied\s+gateway:public\s+0000_init/);
+    expect(await gatewayTables(migrated.url)).toEqual(['pgstate_s3_upload_parts', 'pgstate_s3_uploads']);
+    expect((await runCli(['--url', migrated.url, 'migrate', '--adapter', 'gateway', '--check'], env)).code).toBe(0);
+  });
+
   it('serve applies it at start, as the Pulumi handler applies its own', async () => {
     const s = spawnServe(['--url', served.url, '--listen', '127.0.0.1:0'], env);
     try {

@@ -27,7 +27,7 @@ afterAll(async () => {
   await db?.drop();
 });
 
-/** `pgstate --url ... meltano --schema mel state <args>` (seed layout unless the args say otherwise). */
+/** `pgstate --url ... meltano --schema mel state <args>` (pgstate layout unless the args say otherwise). */
 const state = (args: string[], store: string[] = ['--schema', 'mel']) =>
   runCli(['--url', url, 'meltano', ...store, 'state', ...args], env);
 const row = async (id: string, table = 'mel.meltano_state') =>
@@ -49,7 +49,7 @@ describe('pgstate meltano state', () => {
     const missing = await state(['list']);
     expect(missing.code).toBe(5);
     expect(missing.stderr).toContain('error [MIGRATIONS_PENDING]');
-    expect(missing.stderr).toContain('pgstate migrate --adapter meltano --layout seed --schema mel');
+    expect(missing.stderr).toContain('pgstate migrate --adapter meltano --schema mel');
     const asJson = await state(['list', '--json']);
     expect(asJson.code).toBe(5);
     expect(asJson.json()).toMatchObject({ ok: false, error: { code: 'MIGRATIONS_PENDING' } });
@@ -272,6 +272,47 @@ describe('pgstate meltano state', () => {
     } finally {
       await admin.query('DELETE FROM mel.meltano_state_locks');
     }
+  });
+
+  it('migrate accepts the /database/schema URL form and SQLAlchemy’s postgresql+psycopg:// like meltano state does', async () => {
+    const u = new URL(url);
+    u.pathname = `${u.pathname}/mel_path`;
+    const migrated = await runCli(['--url', u.toString(), 'migrate', '--adapter', 'meltano'], env);
+    expect(migrated.code, migrated.stderr).toBe(0);
+    expect((await admin.query("SELECT to_regclass('mel_path.meltano_state') AS t")).rows[0].t).not.toBeNull();
+    const psycopg = u.toString().replace(/^postgres(ql)?:/, 'postgresql+psycopg:');
+    const set = await runCli(
+      ['--url', psycopg, 'meltano', 'state', 'set', '--force', ID, '{"singer_state": {"p": 1}}'],
+      env,
+    );
+    expect(set.code, set.stderr).toBe(0);
+    expect((await admin.query('SELECT state_id FROM mel_path.meltano_state')).rows).toEqual([{ state_id: ID }]);
+    const checked = await runCli(['--url', psycopg, 'migrate', '--adapter', 'meltano', '--check'], env);
+    expect(checked.code, checked.stderr).toBe(0);
+  });
+
+  it('pointed at another layout’s table, a command names the --layout that fits; old layout names still work', async () => {
+    const migrated = await runCli(
+      ['--url', url, 'migrate', '--adapter', 'meltano', '--layout', 'systemdb', '--schema', 'mel_sys'],
+      env,
+    );
+    expect(migrated.code, migrated.stderr).toBe(0);
+    const wrong = await runCli(['--url', url, 'meltano', '--schema', 'mel_sys', 'state', 'list'], env);
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toContain('mel_sys.state has the Meltano plugin layout, not pgstate');
+    expect(wrong.stderr).toContain('--layout plugin');
+    const right = await runCli(
+      ['--url', url, 'meltano', '--schema', 'mel_sys', '--layout', 'systemdb', 'state', 'list'],
+      env,
+    );
+    expect(right.code, right.stderr).toBe(0);
+    const q = new URL(url);
+    q.searchParams.set('schema', 'mel_sys');
+    q.searchParams.set('layout', 'systemdb');
+    const viaUrl = await runCli(['--url', q.toString(), 'meltano', 'state', 'list'], env);
+    expect(viaUrl.code, viaUrl.stderr).toBe(0);
+    const alias = await runCli(['--url', url, 'meltano', '--schema', 'mel', '--layout', 'seed', 'state', 'list'], env);
+    expect(alias.code, alias.stderr).toBe(0);
   });
 
   it('the seed plugin’s URL form postgres://…/database/schema selects the schema', async () => {

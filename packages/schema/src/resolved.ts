@@ -94,9 +94,10 @@ export async function tableColumns(
   table: string,
 ): Promise<Map<string, string> | null> {
   const { rows } = await client.query<{ name: string; type: string }>(
+    // Catalog joins, not to_regclass: reading the catalog needs no USAGE on the schema (doctor checks such roles).
     `SELECT a.attname::text AS name, format_type(a.atttypid, a.atttypmod) AS type
-       FROM pg_attribute a
-      WHERE a.attrelid = to_regclass(format('%I.%I', $1::text, $2::text)) AND a.attnum > 0 AND NOT a.attisdropped`,
+       FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped`,
     [schema, table],
   );
   return rows.length ? new Map(rows.map((r) => [r.name, r.type])) : null;

@@ -5,15 +5,24 @@ import {
   createPool,
   describeConnection,
   isPgStateError,
+  LayoutMismatchError,
   PgStateError,
   parseConnectionSettings,
 } from '@pgstate/core';
-import { type MigrationTarget, migrationStatus, type ResolvedTarget, resolveTarget } from '@pgstate/schema';
+import { assertLayout, migrationStatus, type ResolvedTarget } from '@pgstate/schema';
 import type { Command } from 'commander';
 import type pg from 'pg';
-import { targetsFrom, targetTables } from '../adapters.js';
+import {
+  ADAPTERS,
+  layoutHelp,
+  migrateCommand,
+  type Selected,
+  selectAdapters,
+  targetFlags,
+  targetTables,
+} from '../adapters.js';
 import type { CommandContext } from '../context.js';
-import { toPgStateError, UsageError } from '../errors.js';
+import { toPgStateError } from '../errors.js';
 import { EXIT } from '../exit-codes.js';
 import { withExamples } from '../help.js';
 import type { Status } from '../output.js';
@@ -37,10 +46,12 @@ interface DoctorFlags {
   table?: string;
   layout?: string;
   internalSchema?: string;
-  /** How the PowerSync service gets checkpoint notifications (its storage.checkpoint_notifications). */
-  powersyncNotify?: string;
-  powersyncNotifyUrl?: string;
+  /** Adapters' own flags (e.g. PowerSync's --powersync-notify), camel-cased by commander. */
+  [adapterFlag: string]: string | undefined;
 }
+
+/** `powersync-notify` -> `powersyncNotify`, as commander names option values. */
+const camel = (flag: string) => flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 
 type Client = pg.PoolClient;
 type Pool = Awaited<ReturnType<CommandContext['pool']>>;
@@ -49,50 +60,52 @@ export function register(program: Command, context: CommandContext): void {
   const command = program
     .command('doctor')
     .description('check the connection, TLS, rights, migrations, poolers and clock; exit 1 when a check fails')
-    .option('--adapter <name>', 'pulumi | meltano | powersync | all (default: all, lenient about unused ones)')
+    .option(
+      '--adapter <name>',
+      `${ADAPTERS.map((a) => a.name).join(' | ')} | all (default: all, lenient about unused ones)`,
+    )
     .option('--schema <name>', 'the adapter’s schema, when not the default (needs --adapter)')
     .option('--table <name>', 'the adapter’s table, when not the default (needs --adapter)')
-    .option('--layout <layout>', 'Meltano table layout: seed | plugin | systemdb', 'seed')
+    .option('--layout <layout>', `table layout (default: ?layout=, else the adapter’s first): ${layoutHelp()}`)
     .option(
       '--internal-schema <name>',
       'schema of pgstate’s own journal and leases (default: pgstate; PowerSync: its own schema)',
-    )
-    .option(
-      '--powersync-notify <mode>',
-      'PowerSync checkpoint notifications: listen | poll (as storage.checkpoint_notifications.mode)',
-    )
-    .option('--powersync-notify-url <url>', 'PowerSync: the separate LISTEN URL (storage.checkpoint_notifications.uri)')
-    .action(async (flags: DoctorFlags) => {
-      const report = await runDoctor(context, flags);
-      const o = context.output;
-      const failed = report.checks.some((c) => c.status === 'fail');
-      if (failed) context.exitCode = EXIT.FAILURE;
-      const summary = { pass: 0, warn: 0, fail: 0, skip: 0 };
-      for (const c of report.checks) summary[c.status]++;
-      if (o.json) {
-        const data = { ok: !failed, target: report.target, embedded: report.embedded, checks: report.checks, summary };
-        if (!failed) return o.emitJson(data);
-        const names = report.checks.filter((c) => c.status === 'fail').map((c) => c.id);
-        return o.emitJsonFailure(
-          { code: 'CHECKS_FAILED', message: `${names.length} check(s) failed: ${names.join(', ')}.` },
-          data,
-        );
-      }
-      o.line(
-        `${o.style('pgstate doctor', 'bold')}  ${report.target ? describeConnection(report.target) : '(no connection)'}${report.embedded ? ' (pgstate’s own server)' : ''}`,
+    );
+  for (const adapter of ADAPTERS)
+    for (const f of adapter.flags ?? [])
+      if (f.commands.includes('doctor')) command.option(`--${f.flag} ${f.value}`, f.description);
+  command.action(async (flags: DoctorFlags) => {
+    const report = await runDoctor(context, flags);
+    const o = context.output;
+    const failed = report.checks.some((c) => c.status === 'fail');
+    if (failed) context.exitCode = EXIT.FAILURE;
+    const summary = { pass: 0, warn: 0, fail: 0, skip: 0 };
+    for (const c of report.checks) summary[c.status]++;
+    if (o.json) {
+      const data = { ok: !failed, target: report.target, embedded: report.embedded, checks: report.checks, summary };
+      if (!failed) return o.emitJson(data);
+      const names = report.checks.filter((c) => c.status === 'fail').map((c) => c.id);
+      return o.emitJsonFailure(
+        { code: 'CHECKS_FAILED', message: `${names.length} check(s) failed: ${names.join(', ')}.` },
+        data,
       );
-      const width = Math.max(...report.checks.map((c) => c.id.length));
-      for (const c of report.checks) {
-        o.line(`  ${o.status(c.status)}  ${c.id.padEnd(width)}  ${c.detail}`);
-        if (c.fix && c.status !== 'pass') o.line(`        ${' '.repeat(width)}  ${o.style('fix:', 'cyan')} ${c.fix}`);
-      }
-      o.line(
-        `${summary.pass} passed, ${summary.warn} warning(s), ${summary.fail} failed${summary.skip ? `, ${summary.skip} skipped` : ''}`,
-      );
-    });
+    }
+    o.line(
+      `${o.style('pgstate doctor', 'bold')}  ${report.target ? describeConnection(report.target) : '(no connection)'}${report.embedded ? ' (pgstate’s own server)' : ''}`,
+    );
+    const width = Math.max(...report.checks.map((c) => c.id.length));
+    for (const c of report.checks) {
+      o.line(`  ${o.status(c.status)}  ${c.id.padEnd(width)}  ${c.detail}`);
+      if (c.fix && c.status !== 'pass') o.line(`        ${' '.repeat(width)}  ${o.style('fix:', 'cyan')} ${c.fix}`);
+    }
+    o.line(
+      `${summary.pass} passed, ${summary.warn} warning(s), ${summary.fail} failed${summary.skip ? `, ${summary.skip} skipped` : ''}`,
+    );
+  });
   withExamples(command, [
     ['pgstate doctor', 'check pgstate’s own server (started on first use)'],
     ['pgstate doctor --url "$DATABASE_URL" --adapter pulumi', 'check one adapter strictly'],
+    ['pgstate doctor --adapter pulumi --layout native', 'the table of `pulumi login postgres://`'],
     ['PGSSLMODE=verify-full PGHOST=db.example.com pgstate doctor', 'libpq environment works too'],
     ['pgstate doctor --json | jq .checks', 'machine-readable'],
   ]);
@@ -130,11 +143,8 @@ async function runDoctor(context: CommandContext, flags: DoctorFlags): Promise<R
     database: settings.database,
     sslmode: settings.sslmode,
   };
-  // Explicit names (flags, or `?schema=`/`?table=` in the URL) select one configuration.
-  const targets = targetsFrom(flags, {
-    schema: flags.adapter ? (settings.adapterParams.schema ?? settings.schema) : undefined,
-    table: flags.adapter ? settings.adapterParams.table : undefined,
-  });
+  // Explicit names (flags, or `?schema=`/`?table=`/`?layout=` in the URL) select one configuration.
+  const selected = selectAdapters(flags, settings, context.env);
   const strict = flags.adapter !== undefined && flags.adapter !== 'all';
 
   const pool = await context.pool();
@@ -160,24 +170,35 @@ async function runDoctor(context: CommandContext, flags: DoctorFlags): Promise<R
     checks.push(checkTls(client, settings));
     const role = await checkRole(client);
     checks.push(role.check);
-    const resolved = targets.map((t) => [t, resolveTarget(t)] as const);
-    const installed = new Map<MigrationTarget, boolean>();
-    for (const [t, r] of resolved) {
-      const rights = await checkRights(client, t.adapter, r, role.user, role.canCreateSchema);
-      installed.set(t, rights.installed);
+    const installed = new Map<Selected, boolean>();
+    for (const s of selected) {
+      const rights = await checkRights(client, s.definition.name, s.resolved, role.user, role.canCreateSchema);
+      installed.set(s, rights.installed);
       checks.push(rights.check);
     }
-    for (const [t, r] of resolved)
-      checks.push(await checkMigrations(pool, t, r, flags.internalSchema, strict, installed.get(t) ?? false));
+    for (const s of selected)
+      checks.push(await checkMigrations(pool, s, flags.internalSchema, strict, installed.get(s) ?? false));
     const pooler = await checkPooler(client, pool, settings);
     checks.push(pooler);
-    // PowerSync watchers LISTEN for checkpoints: say how, when PowerSync is checked or its storage is installed.
-    const powersync = resolved.find(([t]) => t.adapter === 'powersync')?.[0];
-    if (
-      powersync != null &&
-      (strict || installed.get(powersync) === true || flags.powersyncNotify || flags.powersyncNotifyUrl)
-    ) {
-      checks.push(await checkPowerSyncNotifications(context, flags, pooler.data?.transactionPooling === true));
+    // Checks only one adapter needs (e.g. how PowerSync's watchers get checkpoint notifications).
+    for (const s of selected) {
+      if (!s.definition.doctorChecks) continue;
+      const adapterFlags = Object.fromEntries(
+        (s.definition.flags ?? []).map((f) => [f.flag, flags[camel(f.flag)]] as const),
+      );
+      checks.push(
+        ...(await s.definition.doctorChecks({
+          settings: s.settings,
+          connection: settings,
+          pool,
+          env: context.env,
+          flags: adapterFlags,
+          strict,
+          installed: installed.get(s) ?? false,
+          transactionPooling: pooler.data?.transactionPooling === true,
+          probePooling: (url) => probePooling(context, url),
+        })),
+      );
     }
     checks.push(await checkClock(client));
   } finally {
@@ -403,23 +424,32 @@ async function checkRights(
 }
 
 async function checkMigrations(
-  pool: Awaited<ReturnType<CommandContext['pool']>>,
-  target: MigrationTarget,
-  resolved: ResolvedTarget,
+  pool: Pool,
+  selected: Selected,
   internalSchema: string | undefined,
   strict: boolean,
   installed: boolean,
 ): Promise<DoctorCheck> {
-  const id = `migrations:${target.adapter}`;
-  const t = target as { adapter: string; schema?: string; table?: string; layout?: string };
-  const command = [
-    `pgstate migrate --adapter ${t.adapter}`,
-    t.schema ? `--schema ${t.schema}` : '',
-    t.table ? `--table ${t.table}` : '',
-    t.layout && t.layout !== 'seed' ? `--layout ${t.layout}` : '',
-  ]
-    .filter(Boolean)
-    .join(' ');
+  const { definition, resolved, target } = selected;
+  const id = `migrations:${definition.name}`;
+  const command = migrateCommand(selected);
+  try {
+    // A table of another layout's shape: following the usual advice would migrate the wrong layout onto it.
+    await assertLayout(pool, target);
+  } catch (error) {
+    if (!(error instanceof LayoutMismatchError)) {
+      const e = toPgStateError(error);
+      return { id, status: 'fail', code: e.code, detail: e.message, fix: e.fix };
+    }
+    return {
+      id,
+      status: strict ? 'fail' : 'warn',
+      code: 'BAD_SETTING',
+      detail: error.message,
+      fix: `Use --layout ${error.found}: pgstate doctor ${targetFlags(selected, error.found)}; ${migrateCommand(selected, error.found)} adopts it.`,
+      data: { config: resolved.config, layout: resolved.layout, found: error.found, table: error.table },
+    };
+  }
   try {
     const status = await migrationStatus(pool, target, { internalSchema });
     const pending = status.configs.flatMap((c) => c.pending.map((m) => `${c.config} ${m}`));
@@ -452,7 +482,7 @@ async function checkMigrations(
       return {
         id,
         status: 'warn',
-        detail: `${resolved.config} not set up yet (fine if you do not use ${target.adapter})`,
+        detail: `${resolved.config} not set up yet (fine if you do not use ${definition.name})`,
         fix: `${command} (or let the adapter create its tables on first use)`,
         data,
       };
@@ -512,48 +542,11 @@ async function checkPooler(client: Client, pool: Pool, settings: ConnectionSetti
   return { id: 'pooler', status: 'pass', detail: 'direct connection (no pooler detected)', data };
 }
 
-/**
- * Which checkpoint-notification mode the PowerSync service's settings give, and whether it works on this path:
- * LISTEN needs a session that stays on one backend, which transaction pooling (PgBouncer) does not give.
- */
-async function checkPowerSyncNotifications(
+/** For adapters' checks: whether another URL's connections go through transaction pooling. */
+async function probePooling(
   context: CommandContext,
-  flags: DoctorFlags,
-  storagePooled: boolean,
-): Promise<DoctorCheck> {
-  const id = 'notifications:powersync';
-  const mode = flags.powersyncNotify ?? 'listen';
-  if (mode !== 'listen' && mode !== 'poll') {
-    throw new UsageError(`--powersync-notify "${mode}" is not listen or poll.`);
-  }
-  if (mode === 'poll') {
-    return {
-      id,
-      status: 'pass',
-      detail:
-        'checkpoint notifications by polling (storage.checkpoint_notifications.mode: poll): works through any pooler',
-      data: { mode: 'poll' },
-    };
-  }
-  const url = flags.powersyncNotifyUrl;
-  if (url == null) {
-    if (storagePooled) {
-      return {
-        id,
-        status: 'warn',
-        detail:
-          'checkpoint notifications by LISTEN on the storage URL, which goes through transaction pooling: live checkpoints would not reach sync clients',
-        fix: 'Set storage.checkpoint_notifications.uri to a direct or session-mode URL (check it with --powersync-notify-url), or mode: poll (--powersync-notify poll).',
-        data: { mode: 'listen', separateUrl: false, transactionPooling: true },
-      };
-    }
-    return {
-      id,
-      status: 'pass',
-      detail: 'checkpoint notifications by LISTEN on the storage URL (no transaction pooling on it)',
-      data: { mode: 'listen', separateUrl: false, transactionPooling: false },
-    };
-  }
+  url: string,
+): Promise<{ where: string; pooled: boolean } | { where: string; error: PgStateError }> {
   const settings = parseConnectionSettings(
     { url, applicationName: 'pgstate-doctor', maxConnections: 2 },
     { env: context.env },
@@ -565,33 +558,10 @@ async function checkPowerSyncNotifications(
     try {
       client = await pool.connect();
     } catch (error) {
-      const e = toPgStateError(error, settings);
-      return {
-        id,
-        status: 'fail',
-        code: e.code,
-        detail: `checkpoint notifications by LISTEN on ${where}: ${e.message}`,
-        fix: e.fix,
-        data: { mode: 'listen', separateUrl: true },
-      };
+      return { where, error: toPgStateError(error, settings) };
     }
     try {
-      const pooled = (await checkPooler(client, pool, settings)).data?.transactionPooling === true;
-      if (pooled) {
-        return {
-          id,
-          status: 'warn',
-          detail: `checkpoint notifications by LISTEN on ${where}, which also goes through transaction pooling`,
-          fix: 'Point storage.checkpoint_notifications.uri at the server itself (or a session-mode pool), or use mode: poll.',
-          data: { mode: 'listen', separateUrl: true, transactionPooling: true },
-        };
-      }
-      return {
-        id,
-        status: 'pass',
-        detail: `checkpoint notifications by LISTEN on a separate notification URL (${where}, no transaction pooling)`,
-        data: { mode: 'listen', separateUrl: true, transactionPooling: false },
-      };
+      return { where, pooled: (await checkPooler(client, pool, settings)).data?.transactionPooling === true };
     } finally {
       client.release();
     }

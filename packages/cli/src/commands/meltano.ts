@@ -1,7 +1,9 @@
 import fs from 'node:fs';
-import { createPool, PgStateError } from '@pgstate/core';
-import { dumpJson, type JsonValue, MeltanoStateStore, parseLayout } from '@pgstate/meltano';
+import { PgStateError } from '@pgstate/core';
+import { dumpJson, type JsonValue, MeltanoStateStore, meltanoAdapter } from '@pgstate/meltano';
+import { assertLayout } from '@pgstate/schema';
 import { type Command, Option } from 'commander';
+import { configure, migrateCommand } from '../adapters.js';
 import type { CommandContext } from '../context.js';
 import { UsageError } from '../errors.js';
 import { withExamples } from '../help.js';
@@ -45,35 +47,43 @@ function readInput(file: string): string {
 export function register(program: Command, context: CommandContext): void {
   const meltano = program
     .command('meltano')
-    .description('Meltano state in PostgreSQL, in the seed, plugin or systemdb table layout')
-    .option('--layout <layout>', 'seed (meltano_state, default), plugin (the upstream plugin’s table) or systemdb')
+    .description('Meltano state in PostgreSQL, in the pgstate, plugin or systemdb table layout')
+    .option(
+      '--layout <layout>',
+      'pgstate (meltano_state + meltano_state_locks, default; formerly seed), plugin (the upstream plugin’s table) or systemdb',
+    )
     .option('--schema <name>', 'schema (default: ?schema= or the /database/schema URL path, else public)')
     .option('--table <name>', 'plugin/systemdb table (default: ?table= of the URL, else state)')
     .option('--lock-wait <seconds>', 'how long a write waits for the state’s lock (default 30)', seconds);
 
   async function open(): Promise<MeltanoStateStore> {
     const o = meltano.opts<StoreOptions>();
-    // The seed plugin's URL form `postgres://user@host/db/schema` is accepted here.
-    const settings = await context.settings({ adapterParams: ['schema', 'table', 'layout'], allowSchemaPath: true });
-    const layout = parseLayout(o.layout ?? settings.adapterParams.layout);
-    const pool = createPool(settings);
-    context.onClose(() => pool.end());
+    // Meltano's settings as every command reads them: flags, `?layout=&schema=&table=`, the seed plugin's
+    // `postgres://user@host/db/schema` path, MELTANO_STATE_BACKEND_POSTGRES(QL)_* variables.
+    const selected = configure(
+      meltanoAdapter,
+      { layout: o.layout, schema: o.schema, table: o.table },
+      await context.settings(),
+      context.env,
+    );
+    const pool = await context.pool();
     const store = new MeltanoStateStore({
       pool,
-      layout,
-      schema: o.schema ?? settings.adapterParams.schema ?? settings.schema,
-      table: o.table ?? settings.adapterParams.table,
+      layout: selected.settings.layout,
+      ...(selected.settings.schema ? { schema: selected.settings.schema } : {}),
+      ...(selected.settings.table ? { table: selected.settings.table } : {}),
       ...(o.lockWait === undefined ? {} : { lockWaitSeconds: o.lockWait }),
       env: context.env,
     });
+    // Pointed at another layout's tables: say which layout fits, before anything reads or writes.
+    await assertLayout(pool, selected.target);
     const { rows } = await pool.query<{ t: string | null }>('SELECT to_regclass($1) AS t', [store.config.stateTable]);
     if (!rows[0]?.t) {
-      const target = `--adapter meltano --layout ${layout} --schema ${store.config.schema}${layout === 'seed' ? '' : ` --table ${store.config.table}`}`;
       throw new PgStateError(
         'MIGRATIONS_PENDING',
-        `The Meltano ${layout} table ${store.config.stateTable} does not exist.`,
+        `The Meltano ${store.layout} table ${store.config.stateTable} does not exist.`,
         {
-          fix: `Run \`pgstate migrate ${target}\` (or point --layout/--schema/--table at your existing table).`,
+          fix: `Run \`${migrateCommand({ definition: meltanoAdapter, settings: { ...selected.settings, schema: store.config.schema } })}\` (or point --layout/--schema/--table at your existing table).`,
         },
       );
     }
@@ -105,7 +115,7 @@ export function register(program: Command, context: CommandContext): void {
   }
 
   withExamples(meltano, [
-    ['pgstate meltano state list', 'seed layout (meltano_state) in schema public'],
+    ['pgstate meltano state list', 'pgstate layout (meltano_state) in schema public'],
     ['pgstate --url postgres://app@db/warehouse/meltano meltano state list', 'the seed plugin’s /db/schema URL'],
     ['pgstate meltano --layout plugin --table state state list', 'the upstream plugin’s table'],
   ]);

@@ -1,6 +1,6 @@
-import { type MigrateResult, migrate, resolveTarget } from '@pgstate/schema';
+import { type MigrateResult, migrate } from '@pgstate/schema';
 import type { Command } from 'commander';
-import { describeTarget, targetsFrom } from '../adapters.js';
+import { ADAPTERS, describeTarget, layoutHelp, selectAdapters } from '../adapters.js';
 import type { CommandContext } from '../context.js';
 import { EXIT } from '../exit-codes.js';
 import { withExamples } from '../help.js';
@@ -19,10 +19,13 @@ export function register(program: Command, context: CommandContext): void {
   const command = program
     .command('migrate')
     .description('create or update the tables of one adapter, or all (safe to run from many processes at once)')
-    .option('--adapter <name>', 'pulumi | meltano | powersync | all', 'all')
-    .option('--schema <name>', 'schema for the adapter’s tables (default: the adapter’s own)')
-    .option('--table <name>', 'table name, for adapters with one table (pulumi; meltano plugin/systemdb)')
-    .option('--layout <layout>', 'Meltano table layout: seed | plugin | systemdb', 'seed')
+    .option('--adapter <name>', `${ADAPTERS.map((a) => a.name).join(' | ')} | all`, 'all')
+    .option(
+      '--schema <name>',
+      'schema for the adapter’s tables (default: ?schema=, the URL’s /database/schema, else the adapter’s own)',
+    )
+    .option('--table <name>', 'table name, for layouts with one table (pulumi; meltano plugin/systemdb)')
+    .option('--layout <layout>', `table layout (default: ?layout=, else the adapter’s first): ${layoutHelp()}`)
     .option(
       '--internal-schema <name>',
       'schema of pgstate’s own journal and leases (default: pgstate; PowerSync: its own schema)',
@@ -31,20 +34,16 @@ export function register(program: Command, context: CommandContext): void {
     .option('--check', 'change nothing; exit 5 when migrations are pending (for CI and deploy checks)')
     .action(async (flags: MigrateFlags) => {
       const settings = await context.settings();
-      const targets = targetsFrom(flags, {
-        schema: settings.adapterParams.schema ?? settings.schema,
-        table: settings.adapterParams.table,
-      });
+      const targets = selectAdapters(flags, settings, context.env);
       const dryRun = !!(flags.dryRun || flags.check);
       const pool = await context.pool();
       const progress = context.output.progress('migrating', targets.length);
       const results: (MigrateResult & { target: string; adapter: string })[] = [];
       try {
-        for (const target of targets) {
-          const resolved = resolveTarget(target);
-          progress.tick(0, describeTarget(resolved));
-          const result = await migrate(pool, target, { dryRun, internalSchema: flags.internalSchema });
-          results.push({ ...result, target: describeTarget(resolved), adapter: resolved.adapter });
+        for (const selected of targets) {
+          progress.tick(0, describeTarget(selected));
+          const result = await migrate(pool, selected.target, { dryRun, internalSchema: flags.internalSchema });
+          results.push({ ...result, target: describeTarget(selected), adapter: selected.resolved.adapter });
           progress.tick(1);
         }
       } finally {
@@ -113,6 +112,11 @@ export function register(program: Command, context: CommandContext): void {
     ['pgstate migrate', 'every adapter, default names'],
     ['pgstate migrate --adapter pulumi --table my_state', 'Pulumi’s table under another name'],
     ['pgstate migrate --adapter meltano --layout systemdb', 'Meltano’s systemdb `state` table'],
+    [
+      'pgstate migrate --adapter pulumi --layout native',
+      'pgstate’s side tables next to `pulumi login postgres://`’s table',
+    ],
+    ['pgstate migrate --adapter meltano --url postgres://app@db/warehouse/meltano', 'the seed plugin’s /db/schema URL'],
     ['pgstate migrate --dry-run > migrations.sql', 'the SQL, for a DBA to review and run'],
     ['pgstate migrate --check', 'exit 5 if anything is pending'],
   ]);

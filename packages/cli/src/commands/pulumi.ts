@@ -3,18 +3,21 @@ import { PgStateError } from '@pgstate/core';
 import {
   exportDiyDirectory,
   importDiyDirectory,
-  PULUMI_URL_PARAMS,
   PulumiBlobStore,
-  type PulumiLayout,
   PulumiStateStore,
+  pulumiAdapter,
+  pulumiStoreOptions,
   type TransferProgress,
 } from '@pgstate/pulumi';
+import { assertLayout, migrationStatus } from '@pgstate/schema';
 import type { Command } from 'commander';
+import { configure, migrateCommand } from '../adapters.js';
 import type { CommandContext } from '../context.js';
 import { UsageError } from '../errors.js';
 import { withExamples } from '../help.js';
 
 interface StoreOptions {
+  schema?: string;
   table?: string;
   layout?: string;
   keyPrefix?: string;
@@ -52,28 +55,45 @@ export function register(program: Command, context: CommandContext): void {
   const pulumi = program
     .command('pulumi')
     .description('Pulumi DIY state in PostgreSQL: stacks, export/import, history, locks, retention, migration')
+    .option('--schema <name>', 'schema of the state table (default: ?schema= of the URL, else public)')
     .option('--table <name>', 'state table (default: ?table= of the URL, else pulumi_state)')
-    .option('--layout <layout>', 'seed (bytea, default) or native (the table of `pulumi login postgres://`)')
-    .option('--key-prefix <prefix>', 'key prefix (native default: "<database>/")');
+    .option(
+      '--layout <layout>',
+      'bytea (pgstate’s table; formerly seed) or native (the table of `pulumi login postgres://`); default: ?layout=, else bytea',
+    )
+    .option('--key-prefix <prefix>', 'key prefix (default: ?key_prefix=; native: "<database>/")');
   withExamples(pulumi, [
-    ['pgstate pulumi stacks', 'every stack in the seed table (pulumi_state)'],
+    ['pgstate pulumi stacks', 'every stack in pgstate’s table (pulumi_state)'],
     ['pgstate pulumi --layout native stacks', 'the table `pulumi login postgres://` writes'],
+    ['pgstate --url "postgres://app@db/app?layout=native" pulumi stacks', 'the same, set in the URL'],
     ['pgstate pulumi export app/dev > dev.json', 'save a deployment'],
     ['pgstate pulumi run -- up', 'the stock pulumi CLI with its state here'],
   ]);
 
-  async function open(): Promise<PulumiStateStore> {
+  /**
+   * The store of the selected configuration. A command that only reads never writes: it applies no migrations and
+   * creates no side tables; it refuses a table of another layout and an unmigrated database instead.
+   */
+  async function open(mode: 'read' | 'write'): Promise<PulumiStateStore> {
     const opts = pulumi.opts<StoreOptions>();
-    const settings = await context.settings({ adapterParams: PULUMI_URL_PARAMS });
-    const layout = (opts.layout ?? settings.adapterParams.layout ?? 'seed') as PulumiLayout;
-    const keyPrefix = opts.keyPrefix ?? settings.adapterParams.key_prefix;
-    const blobs = new PulumiBlobStore({
-      pool: await context.pool(),
-      table: opts.table ?? settings.adapterParams.table,
-      schema: settings.adapterParams.schema,
-      layout,
-      keyPrefix: layout === 'native' ? (keyPrefix ?? `${settings.database}/`) : keyPrefix,
-    });
+    const selected = configure(
+      pulumiAdapter,
+      { layout: opts.layout, schema: opts.schema, table: opts.table, key_prefix: opts.keyPrefix },
+      await context.settings(),
+      context.env,
+    );
+    const pool = await context.pool();
+    await assertLayout(pool, selected.target);
+    if (mode === 'read' && !(await migrationStatus(pool, selected.target)).upToDate) {
+      throw new PgStateError(
+        'MIGRATIONS_PENDING',
+        `The Pulumi ${selected.settings.layout} tables are not set up here.`,
+        {
+          fix: `Run \`${migrateCommand(selected)}\` (reading commands never create tables).`,
+        },
+      );
+    }
+    const blobs = new PulumiBlobStore({ pool, ...pulumiStoreOptions(selected.settings), migrate: mode === 'write' });
     return new PulumiStateStore(blobs);
   }
 
@@ -94,7 +114,7 @@ export function register(program: Command, context: CommandContext): void {
       .description('list stacks with last update and resource count (from the index: no checkpoint is read)')
       .option('--project <name>', 'only this project')
       .action(async (o: { project?: string }) => {
-        const stacks = await (await open()).listStacks(o.project);
+        const stacks = await (await open('read')).listStacks(o.project);
         if (context.output.json) {
           context.output.emitJson(stacks.map((s) => ({ ...s, modified: s.modified.toISOString() })));
           return;
@@ -118,7 +138,7 @@ export function register(program: Command, context: CommandContext): void {
       .option('--file <path>', 'write to a file instead of stdout')
       .action(async (stack: string, o: { file?: string }) => {
         const { project, stack: name } = parseStack(stack);
-        const deployment = await (await open()).exportDeployment(project, name);
+        const deployment = await (await open('read')).exportDeployment(project, name);
         // The file (or plain stdout) is exactly what `pulumi stack export` writes; --json wraps stdout in the envelope.
         if (o.file) {
           fs.writeFileSync(o.file, `${JSON.stringify(deployment, null, 4)}\n`);
@@ -137,7 +157,7 @@ export function register(program: Command, context: CommandContext): void {
       .action(async (stack: string, file: string, o: { force?: boolean }) => {
         const { project, stack: name } = parseStack(stack);
         const input = fs.readFileSync(file === '-' ? 0 : file);
-        await (await open()).importDeployment(project, name, input, { force: o.force });
+        await (await open('write')).importDeployment(project, name, input, { force: o.force });
         if (context.output.json) context.output.emitJson({ imported: `${project}/${name}` });
         else context.output.line(`imported into ${project}/${name}`);
       }),
@@ -151,7 +171,7 @@ export function register(program: Command, context: CommandContext): void {
       .option('--limit <n>', 'at most n entries', count)
       .action(async (stack: string, o: { limit?: number }) => {
         const { project, stack: name } = parseStack(stack);
-        const history = await (await open()).history(project, name, o.limit);
+        const history = await (await open('read')).history(project, name, o.limit);
         if (context.output.json) return context.output.emitJson(history);
         if (history.length === 0) return context.output.line('no history');
         for (const h of history) {
@@ -167,7 +187,7 @@ export function register(program: Command, context: CommandContext): void {
       .command('locks [stack]')
       .description('who holds stack locks, since when (all locked stacks without an argument)')
       .action(async (stack: string | undefined) => {
-        const store = await open();
+        const store = await open('read');
         const locks = stack
           ? [
               {
@@ -196,7 +216,7 @@ export function register(program: Command, context: CommandContext): void {
       .description('break a stack’s lock (like `pulumi cancel` for DIY stores): deletes every lock file of the stack')
       .action(async (stack: string) => {
         const { project, stack: name } = parseStack(stack);
-        const removed = await (await open()).cancel(project, name);
+        const removed = await (await open('write')).cancel(project, name);
         if (context.output.json) context.output.emitJson({ removed });
         else
           context.output.line(removed > 0 ? `removed ${removed} lock(s) of ${project}/${name}` : 'no lock to remove');
@@ -228,7 +248,7 @@ export function register(program: Command, context: CommandContext): void {
           if (o.keepHistory === undefined && o.keepBackups === undefined && !o.olderThan && !o.removeBak) {
             throw new UsageError('Say what to prune: --keep-history, --keep-backups, --older-than or --remove-bak.');
           }
-          const result = await (await open()).prune(o);
+          const result = await (await open(o.dryRun ? 'read' : 'write')).prune(o);
           if (context.output.json) return context.output.emitJson({ ...result, dryRun: !!o.dryRun });
           for (const key of result.deleted) context.output.line(`${o.dryRun ? 'would delete' : 'deleted'} ${key}`);
           context.output.line(`${result.deleted.length} object(s), ${result.bytes} bytes`);
@@ -246,7 +266,7 @@ export function register(program: Command, context: CommandContext): void {
       .description('copy a `pulumi login file://<dir>` store into PostgreSQL')
       .action(async (dir: string) => {
         const progress = progressReporter('importing');
-        const result = await importDiyDirectory((await open()).blobs, dir, progress).finally(progress.done);
+        const result = await importDiyDirectory((await open('write')).blobs, dir, progress).finally(progress.done);
         if (context.output.json) context.output.emitJson(result);
         else context.output.line(`imported ${result.files} file(s), ${result.bytes} bytes`);
       }),
@@ -262,7 +282,7 @@ export function register(program: Command, context: CommandContext): void {
           throw new PgStateError('NOT_FOUND', `The directory ${dir} does not exist.`, { fix: `mkdir -p ${dir}` });
         }
         const progress = progressReporter('exporting');
-        const result = await exportDiyDirectory((await open()).blobs, dir, progress).finally(progress.done);
+        const result = await exportDiyDirectory((await open('read')).blobs, dir, progress).finally(progress.done);
         if (context.output.json) context.output.emitJson(result);
         else context.output.line(`exported ${result.files} file(s), ${result.bytes} bytes`);
       }),

@@ -1,10 +1,8 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { BucketHandler } from '@pgstate/core';
+import type { AdapterDefinition, BucketHandler } from '@pgstate/core';
 import { isPgStateError, PgStateError } from '@pgstate/core';
-import { createMeltanoBucketHandler } from '@pgstate/meltano';
-import { createPulumiBucketHandler, PULUMI_URL_PARAMS } from '@pgstate/pulumi';
 import {
   type BucketAccess,
   type Credential,
@@ -15,8 +13,9 @@ import {
   startMetricsListener,
   startPulumiBackend,
 } from '@pgstate/s3-gateway';
-import { type MigrationTarget, migrate, migrationStatus } from '@pgstate/schema';
+import { migrate, migrationStatus } from '@pgstate/schema';
 import { type Command, Option } from 'commander';
+import { ADAPTERS, adapterNamed, configure, migrateCommand, type Selected } from '../adapters.js';
 import type { CommandContext } from '../context.js';
 import { UsageError } from '../errors.js';
 
@@ -80,9 +79,8 @@ function loadKeys(file: string | undefined, fromEnv: string | undefined): Creden
 
 import { withExamples } from '../help.js';
 
-/** Handlers `--bucket name=<handler>` can name (`meltano:<prefix>` serves Meltano's `s3://name/<prefix>` layout). */
-const HANDLERS = ['pulumi', 'meltano'] as const;
-type HandlerName = (typeof HANDLERS)[number];
+/** Adapters that can serve a bucket: `--bucket NAME=ADAPTER[:PREFIX][?setting=value&...]`. */
+const HANDLERS = ADAPTERS.filter((a) => a.bucketHandler).map((a) => a.name);
 
 interface ServeFlags {
   listen?: string;
@@ -100,28 +98,44 @@ interface ServeFlags {
   logRequests: boolean;
 }
 
-function parseBuckets(specs: string[] = []): Array<{ name: string; handler: HandlerName; prefix: string }> {
+interface BucketSpec {
+  name: string;
+  definition: AdapterDefinition;
+  prefix: string;
+  /** Per-bucket settings (`?schema=analytics&layout=native`), over the URL's. */
+  settings: Record<string, string>;
+}
+
+function parseBuckets(specs: string[] = []): BucketSpec[] {
   const list = specs.length ? specs : ['pulumi-state=pulumi'];
   const seen = new Set<string>();
   return list.map((spec) => {
-    const [name, target, ...rest] = spec.split('=');
-    const [handler, ...prefixParts] = (target ?? '').split(':');
-    const prefix = prefixParts.join(':').replace(/^\/+|\/+$/g, '');
-    if (
-      !name ||
-      !handler ||
-      rest.length ||
-      !(HANDLERS as readonly string[]).includes(handler) ||
-      (prefix && handler !== 'meltano')
-    ) {
-      throw new UsageError(
-        `--bucket "${spec}" is not NAME=HANDLER.`,
-        `Use e.g. --bucket pulumi-state=pulumi or --bucket meltano-state=meltano:state (handlers: ${HANDLERS.join(', ')}).`,
+    const usage = () =>
+      new UsageError(
+        `--bucket "${spec}" is not NAME=ADAPTER[:PREFIX][?setting=value&...].`,
+        `Use e.g. --bucket pulumi-state=pulumi, --bucket meltano-state=meltano:state or --bucket native=pulumi?layout=native (adapters: ${HANDLERS.join(', ')}).`,
       );
+    const at = spec.indexOf('=');
+    const name = at > 0 ? spec.slice(0, at) : '';
+    const [target = '', query, ...more] = spec.slice(at + 1).split('?');
+    const [handler = '', ...prefixParts] = target.split(':');
+    const prefix = prefixParts.join(':').replace(/^\/+|\/+$/g, '');
+    if (!name || !handler || more.length || !HANDLERS.includes(handler)) throw usage();
+    const definition = adapterNamed(handler);
+    if (prefix && !definition.bucketHandler?.prefix) throw usage();
+    const settings: Record<string, string> = {};
+    for (const [key, value] of new URLSearchParams(query ?? '')) {
+      if (!definition.urlParams.includes(key)) {
+        throw new UsageError(
+          `--bucket "${spec}": ${handler} has no setting "${key}".`,
+          `Settings of a ${handler} bucket: ${definition.urlParams.join(', ')}.`,
+        );
+      }
+      settings[key] = value;
     }
     if (seen.has(name)) throw new UsageError(`Bucket "${name}" is given twice.`, 'Give each bucket once.');
     seen.add(name);
-    return { name, handler: handler as HandlerName, prefix };
+    return { name, definition, prefix, settings };
   });
 }
 
@@ -161,49 +175,43 @@ function port(value: string, flag: string): number {
   return n;
 }
 
-/** The Pulumi adapter's handler over the command's shared pool; `?table=`/`?schema=`/`?layout=` come from the URL. */
-async function pulumiHandler(context: CommandContext): Promise<BucketHandler> {
-  const settings = await context.settings({ adapterParams: [...PULUMI_URL_PARAMS] });
-  const params = settings.adapterParams;
-  const pool = await context.pool();
-  return createPulumiBucketHandler({
-    pool,
-    ...(params.table ? { table: params.table } : {}),
-    ...(params.schema ? { schema: params.schema } : {}),
-    ...(params.layout ? { layout: params.layout as 'seed' | 'native' } : {}),
-    ...(params.key_prefix ? { keyPrefix: params.key_prefix } : {}),
-  });
+/**
+ * A bucket's configuration: its own settings (`--bucket NAME=ADAPTER?schema=...`, or the adapter group's flags for
+ * `pulumi run`) over the URL's parameters, read by the adapter's settings parser as every other command reads them.
+ */
+async function bucketTarget(
+  context: CommandContext,
+  definition: AdapterDefinition,
+  settings: Readonly<Record<string, string | undefined>>,
+): Promise<Selected> {
+  return configure(definition, settings, await context.settings(), context.env);
+}
+
+/** The adapter's bucket handler over the command's shared pool (it brings its tables up to date on first use). */
+async function bucketHandler(context: CommandContext, selected: Selected, prefix: string): Promise<BucketHandler> {
+  const factory = selected.definition.bucketHandler;
+  if (!factory) throw new UsageError(`${selected.definition.name} cannot serve a bucket.`);
+  return factory.create({ pool: await context.pool(), settings: selected.settings, prefix });
 }
 
 /**
- * `/ready`: PostgreSQL answers and the Pulumi tables' migrations are applied. Cached for a second, so probes cannot
+ * `/ready`: PostgreSQL answers and every bucket's migrations are applied. Cached for a second, so probes cannot
  * load the database; a change of state is logged once, with the reason (the endpoint itself says nothing).
  */
 async function readinessCheck(
-  context: CommandContext,
   pool: Awaited<ReturnType<CommandContext['pool']>>,
-  buckets: Array<{ handler: HandlerName }>,
+  targets: Selected[],
   log: Logger,
 ): Promise<() => Promise<boolean>> {
-  const targets: MigrationTarget[] = [];
-  if (buckets.some((b) => b.handler === 'pulumi')) {
-    const params = (await context.settings({ adapterParams: [...PULUMI_URL_PARAMS] })).adapterParams;
-    targets.push({
-      adapter: 'pulumi',
-      ...(params.table ? { table: params.table } : {}),
-      ...(params.schema ? { schema: params.schema } : {}),
-      ...(params.layout ? { layout: params.layout as 'seed' | 'native' } : {}),
-    });
-  }
   let cached: { at: number; ready: Promise<boolean> } | undefined;
   let last: string | undefined;
   const check = async (): Promise<boolean> => {
     let reason = 'ready';
     try {
       await pool.query('SELECT 1');
-      for (const target of targets) {
-        if (!(await migrationStatus(pool, target)).upToDate) {
-          reason = `migrations pending for ${target.adapter}: run pgstate migrate --adapter ${target.adapter}`;
+      for (const selected of targets) {
+        if (!(await migrationStatus(pool, selected.target)).upToDate) {
+          reason = `migrations pending for ${selected.definition.name}: run ${migrateCommand(selected)}`;
         }
       }
     } catch (error) {
@@ -263,7 +271,7 @@ export function register(program: Command, context: CommandContext): void {
     )
     .option(
       '--bucket <name=handler>',
-      `serve a bucket (repeatable; handlers: ${HANDLERS.join(', ')}; default pulumi-state=pulumi)`,
+      `serve a bucket: NAME=ADAPTER[:PREFIX][?schema=..&layout=..] (repeatable; adapters: ${HANDLERS.join(', ')}; default pulumi-state=pulumi)`,
       // No commander default: the description states the real one, which applies when no --bucket is given.
       (v: string, all: string[] | undefined) => [...(all ?? []), v],
     )
@@ -310,11 +318,11 @@ export function register(program: Command, context: CommandContext): void {
         credentials.unshift({ accessKeyId: flags.accessKey, secretAccessKey: flags.secretKey });
       }
       const handlers: Record<string, BucketHandler> = {};
+      const targets = new Map<string, Selected>();
       for (const b of buckets) {
-        handlers[b.name] =
-          b.handler === 'pulumi'
-            ? await pulumiHandler(context)
-            : createMeltanoBucketHandler({ storeOptions: { pool: await context.pool() }, prefix: b.prefix });
+        const selected = await bucketTarget(context, b.definition, b.settings);
+        targets.set(b.name, selected);
+        handlers[b.name] = await bucketHandler(context, selected, b.prefix);
       }
       context.onClose(async () => {
         for (const h of Object.values(handlers)) await h.close?.();
@@ -324,7 +332,7 @@ export function register(program: Command, context: CommandContext): void {
         ? jsonStderrLogger
         : (record) => record.msg !== 'request' && jsonStderrLogger(record);
       const metrics = metricsListen ? createGatewayMetrics({ pool }) : undefined;
-      const readiness = await readinessCheck(context, pool, buckets, baseLogger);
+      const readiness = await readinessCheck(pool, [...targets.values()], baseLogger);
       // Multipart parts wait in the gateway's tables: apply that migration set now (the Pulumi handler applies its own
       // on first use). A role that may not keeps serving: this warns once, and multipart requests answer 403 naming the
       // same fix.
@@ -360,12 +368,12 @@ export function register(program: Command, context: CommandContext): void {
         metricsUrl = listener.url;
       }
       const o = context.output;
-      const pulumiBucket = buckets.find((b) => b.handler === 'pulumi');
+      const pulumiBucket = buckets.find((b) => b.definition.name === 'pulumi');
       const login = pulumiBucket
         ? `s3://${pulumiBucket.name}?endpoint=${gateway.url}&s3ForcePathStyle=true`
         : undefined;
       const meltanoBuckets = buckets
-        .filter((b) => b.handler === 'meltano')
+        .filter((b) => b.definition.name === 'meltano')
         .map((b) => ({ uri: `s3://${b.name}${b.prefix ? `/${b.prefix}` : ''}`, endpoint_url: gateway.url }));
       // What an S3 client needs besides the endpoint. The secret is never printed: the operator has it already.
       const firstKey = credentials[0]?.accessKeyId;
@@ -383,8 +391,10 @@ export function register(program: Command, context: CommandContext): void {
           awsEnv,
           buckets: buckets.map((b) => ({
             name: b.name,
-            handler: b.handler,
+            handler: b.definition.name,
             ...(b.prefix ? { prefix: b.prefix } : {}),
+            layout: targets.get(b.name)!.settings.layout,
+            ...(targets.get(b.name)!.settings.schema ? { schema: targets.get(b.name)!.settings.schema } : {}),
           })),
           pulumiLogin: login,
           meltanoStateBackends: meltanoBuckets,
@@ -396,7 +406,10 @@ export function register(program: Command, context: CommandContext): void {
         });
       } else {
         o.line(`pgstate serve: listening on ${gateway.url}`);
-        for (const b of buckets) o.line(`  bucket ${b.name} -> ${b.handler}${b.prefix ? ` (prefix ${b.prefix})` : ''}`);
+        for (const b of buckets)
+          o.line(
+            `  bucket ${b.name} -> ${b.definition.name} ${targets.get(b.name)!.settings.layout} (${targets.get(b.name)!.resolved.schema})${b.prefix ? `, prefix ${b.prefix}` : ''}`,
+          );
         if (login) {
           o.line(
             `  export AWS_ACCESS_KEY_ID=${awsEnv.AWS_ACCESS_KEY_ID} AWS_SECRET_ACCESS_KEY='${awsEnv.AWS_SECRET_ACCESS_KEY}' AWS_REGION=${awsEnv.AWS_REGION}`,
@@ -446,6 +459,10 @@ export function register(program: Command, context: CommandContext): void {
       'Pulumi and Meltano (s3://meltano/state)',
     ],
     [
+      "pgstate serve --bucket native='pulumi?layout=native' --bucket elt='meltano:state?schema=analytics'",
+      'Pulumi’s native table; Meltano state in schema analytics',
+    ],
+    [
       'PGSTATE_S3_ACCESS_KEY_ID=k PGSTATE_S3_SECRET_ACCESS_KEY=s pgstate serve --listen 0.0.0.0:9000',
       'listen beyond loopback (keys required)',
     ],
@@ -466,7 +483,16 @@ export function register(program: Command, context: CommandContext): void {
     .allowExcessArguments()
     .action(async (args: string[], flags: { pulumi?: string }) => {
       const executable = findPulumi(flags.pulumi, context.env);
-      const handler = await pulumiHandler(context);
+      // The same settings as every `pgstate pulumi` command: the group's flags over the URL's parameters.
+      const group = pulumi.opts<{ layout?: string; schema?: string; table?: string; keyPrefix?: string }>();
+      const definition = adapterNamed('pulumi');
+      const selected = await bucketTarget(context, definition, {
+        layout: group.layout,
+        schema: group.schema,
+        table: group.table,
+        key_prefix: group.keyPrefix,
+      });
+      const handler = await bucketHandler(context, selected, '');
       const pool = await context.pool();
       const backend = await startPulumiBackend({ handler, uploads: { pool } });
       context.onClose(async () => {
