@@ -3,6 +3,7 @@
  * and target_session_attrs, errors that name every host, pools that discard connections to a read-only server, and
  * (last, because it ends the pair) a failover: the primary stopped with `pg_ctl -m immediate`, the standby promoted.
  */
+import net from 'node:net';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
@@ -80,6 +81,24 @@ describe('libpq host walk and target_session_attrs', () => {
       expect(await reached([dead, standby.port, primary.port], { target_session_attrs: attrs })).toBe(want);
     },
   );
+
+  test('connect_timeout applies per host: a host that never answers is left for the next one', async () => {
+    // Accepts TCP connections and never says a word, like a server stuck behind a dead network path.
+    const sockets: net.Socket[] = [];
+    const silent = net.createServer((socket) => sockets.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as net.AddressInfo).port;
+    try {
+      expect(await reached([port, primary.port], { connect_timeout: '2' })).toBe(primary.port);
+      const error = await rejectionOf(reached([port, dead], { connect_timeout: '2' }));
+      expect((error as Error).message).toContain(
+        `127.0.0.1:${port}: timed out (connect_timeout); 127.0.0.1:${dead}: connection refused`,
+      );
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
+  });
 
   test('prefer-standby falls back to the primary when no standby answers', async () => {
     expect(await reached([dead, primary.port], { target_session_attrs: 'prefer-standby' })).toBe(primary.port);
