@@ -2,10 +2,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import {
   createPool,
   describeConnection,
+  isConnectionLoss,
   isRetryableTransactionError,
   PgStateError,
   quoteIdentifier,
   sqlStateOf,
+  toPgStateError,
   withTransaction,
 } from '@pgstate/core';
 import { migrate } from '@pgstate/schema';
@@ -104,9 +106,14 @@ export class StorageDb {
     }
   }
 
-  /** pg's bare "Query read timeout" as a PgStateError that says what happened (retryable: UNREACHABLE). */
+  /**
+   * pg's bare "Query read timeout", and a connection cut mid-query (a failover, a restart: pg's "Connection terminated
+   * unexpectedly"), as a PgStateError that says what happened (retryable: UNREACHABLE).
+   */
   private noAnswerError(error: unknown): unknown {
-    if (!(error instanceof Error) || error.message !== NO_ANSWER) return error;
+    if (!(error instanceof Error) || error.message !== NO_ANSWER) {
+      return isConnectionLoss(error) ? toPgStateError(error, this.config.connection) : error;
+    }
     return new PgStateError(
       'UNREACHABLE',
       `PostgreSQL at ${describeConnection(this.config.connection)} did not answer within ` +

@@ -206,7 +206,7 @@ function expectCleanFailures(writers: Workload[], password: string): void {
  * as retryable for these adapters only, and the lane reports how many it saw (figure `untypedErrors`). Remove an
  * adapter from this set once it maps the error, and the lane holds it to the typed rule.
  */
-const UNTYPED_CONNECTION_LOSS_TOLERATED = new Set(['@pgstate/meltano', '@pgstate/powersync']);
+const UNTYPED_CONNECTION_LOSS_TOLERATED = new Set(['@pgstate/meltano']);
 
 /**
  * A typed pgstate error a caller may retry: the database unreachable or read-only for a moment (a QUERY_FAILED whose
