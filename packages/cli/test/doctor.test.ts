@@ -91,6 +91,11 @@ describe('pgstate doctor against a server given by --url', () => {
       data: { reached: url.host, role: 'primary', hosts: 2, targetSessionAttrs: 'read-write' },
     });
     expect(check(ok.doc, 'host').detail).toContain(`reached ${url.host} (one of 2 hosts`);
+    // The pooler check compares with the port of the host reached, not the first one listed.
+    expect(check(ok.doc, 'pooler')).toMatchObject({
+      detail: 'direct connection (no pooler detected)',
+      data: { clientPort: Number(url.port), serverPort: Number(url.port) },
+    });
     // The same hosts with the default target_session_attrs=any: connections could land on a standby.
     const any = await doctor(['--url', hosts]);
     expect(any.code).toBe(0);

@@ -2,6 +2,7 @@ import type { TLSSocket } from 'node:tls';
 import {
   type ConnectionSettings,
   checkServerRole,
+  connectedHost,
   createPool,
   describeConnection,
   isPgStateError,
@@ -521,8 +522,10 @@ async function checkPooler(client: Client, pool: Pool, settings: ConnectionSetti
   );
   const serverPort = rows[0]?.port ?? null;
   const appKept = rows[0]?.app === settings.applicationName;
-  const viaProxy = serverPort !== null && !settings.host.startsWith('/') && serverPort !== settings.port;
-  const data = { transactionPooling, serverPort, clientPort: settings.port, applicationNameKept: appKept };
+  // With several hosts, compare with the one this connection reached.
+  const reached = connectedHost(client) ?? settings;
+  const viaProxy = serverPort !== null && !reached.host.startsWith('/') && serverPort !== reached.port;
+  const data = { transactionPooling, serverPort, clientPort: reached.port, applicationNameKept: appKept };
   if (transactionPooling)
     return {
       id: 'pooler',
@@ -536,7 +539,7 @@ async function checkPooler(client: Client, pool: Pool, settings: ConnectionSetti
     return {
       id: 'pooler',
       status: 'pass',
-      detail: `a proxy or session-mode pooler is in between (port ${settings.port} -> server port ${serverPort}); advisory locks and LISTEN work${appKept ? '' : '; application_name was not passed through'}`,
+      detail: `a proxy or session-mode pooler is in between (port ${reached.port} -> server port ${serverPort}); advisory locks and LISTEN work${appKept ? '' : '; application_name was not passed through'}`,
       data,
     };
   return { id: 'pooler', status: 'pass', detail: 'direct connection (no pooler detected)', data };
