@@ -1,4 +1,3 @@
-export { gatewayAdapter } from './adapter.js';
 export type { ChecksumAlgorithm } from './checksums.js';
 export { S3Error } from './errors.js';
 export { jsonStderrLogger, type Logger, type LogRecord, silentLogger } from './logger.js';
