@@ -17,6 +17,7 @@ import {
   freeLoopbackPort,
   isFailoverError,
   LeaseLocks,
+  onPrimary,
   parseConnectionSettings,
   type RunningCluster,
   startCluster,
@@ -210,6 +211,26 @@ test('a session advisory lock is taken on the primary even when target_session_a
     await lock.release();
   }
   expect(await rejectionOf(lock.verify())).toMatchObject({ code: 'LOCK_LOST' });
+});
+
+test('onPrimary: a LISTEN connection reaches the primary and gets its NOTIFY; a standby would refuse LISTEN', async () => {
+  const settings = parseConnectionSettings(url([standby.port, primary.port]));
+  const onStandby = await connectClient(settings);
+  expect(connectedHost(onStandby)?.port).toBe(standby.port);
+  expect(await rejectionOf(onStandby.query('LISTEN ha_channel'))).toMatchObject({ message: /during recovery/ });
+  await onStandby.end();
+  const listener = await connectClient(onPrimary(settings));
+  try {
+    expect(connectedHost(listener)?.port).toBe(primary.port);
+    const got = new Promise<string | undefined>((resolve) => listener.on('notification', (m) => resolve(m.payload)));
+    await listener.query('LISTEN ha_channel');
+    const pool = createPool(parseConnectionSettings(url([primary.port])));
+    await pool.query("SELECT pg_notify('ha_channel', 'hello')");
+    await pool.end();
+    expect(await got).toBe('hello');
+  } finally {
+    await listener.end();
+  }
 });
 
 describe("doctor's host check (checkServerRole)", () => {
