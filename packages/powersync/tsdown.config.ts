@@ -1,7 +1,7 @@
 import { defineConfig } from 'tsdown';
 
 export default defineConfig({
-  entry: ['src/index.ts', 'src/service.ts'],
+  entry: ['src/index.ts', 'src/adapter.ts', 'src/service.ts'],
   format: 'esm',
   platform: 'node',
   target: 'node20',

@@ -4,7 +4,8 @@
  */
 import { type AdapterDefinition, PgStateError, validateIdentifier } from '@pgstate/core';
 import { meltanoAdapter } from '@pgstate/meltano';
-import { powersyncAdapter } from '@pgstate/powersync';
+// The light entry: the storage engine loads only when a powersync command runs.
+import { powersyncAdapter } from '@pgstate/powersync/adapter';
 import { pulumiAdapter } from '@pgstate/pulumi';
 
 /**

@@ -1,4 +1,4 @@
-/** @pgstate/powersync's entry in pgstate's adapter registry (migrations, doctor checks). */
+/** @pgstate/powersync's entry in pgstate's adapter registry (also `@pgstate/powersync/adapter`, which loads nothing else). */
 import {
   type AdapterDefinition,
   type AdapterDoctorContext,
