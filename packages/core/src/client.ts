@@ -23,6 +23,7 @@ import {
   type HostTarget,
   hostLabel,
   hostsOf,
+  printSafe,
   type TargetSessionAttrs,
 } from './settings.js';
 
@@ -102,7 +103,7 @@ interface ClientInternals {
 
 /** The settings for one entry of a host list: TLS names, errors and the password are all per host. */
 export function settingsForHost(settings: ConnectionSettings, target: HostTarget): ConnectionSettings {
-  return {
+  return printSafe({
     ...settings,
     host: target.host,
     port: target.port,
@@ -110,7 +111,7 @@ export function settingsForHost(settings: ConnectionSettings, target: HostTarget
     password: target.password,
     passwordSource: target.passwordSource,
     hosts: [target],
-  };
+  });
 }
 
 /** The hosts in the order one connection tries them: as given, or shuffled anew for load_balance_hosts=random. */
@@ -453,8 +454,9 @@ export function poolConfig(settings: ConnectionSettings): pg.PoolConfig {
 }
 
 /**
- * A `pg` pool for these settings. Connecting (also inside `pool.query`) throws mapped `PgStateError`s. Errors on idle
- * clients are swallowed here so a dropped connection never crashes the process; the pool replaces the client.
+ * A `pg` pool for these settings. Connecting (also inside `pool.query`) throws mapped `PgStateError`s, and so does a
+ * `pool.query` whose connection is lost while it runs. Errors on idle clients are swallowed here so a dropped
+ * connection never crashes the process; the pool replaces the client.
  */
 export function createPool(settings: ConnectionSettings): pg.Pool {
   const pool = new pg.Pool(poolConfig(settings));
@@ -464,6 +466,17 @@ export function createPool(settings: ConnectionSettings): pg.Pool {
   pool.on('release', (_error: Error | undefined, client: pg.PoolClient) => {
     if (markedForDiscard(client)) (client as unknown as ClientInternals)._queryable = false;
   });
+  // A statement whose connection is cut mid-flight (a failover, a restart) rejects with pg's bare "Connection
+  // terminated unexpectedly" (or a 57P0x): callers get the typed, retryable UNREACHABLE instead, the original as its
+  // cause. Every other error is left as it is, so adapters can still read its SQLSTATE.
+  const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
+  pool.query = ((...args: unknown[]) => {
+    const result = query(...args);
+    if (!(result instanceof Promise)) return result; // the callback form
+    return result.catch((error: unknown) => {
+      throw isConnectionLoss(error) ? toPgStateError(error, settings) : error;
+    });
+  }) as typeof pool.query;
   settingsByPool.set(pool, settings);
   return pool;
 }

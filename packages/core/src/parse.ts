@@ -6,7 +6,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import util from 'node:util';
 import { lookupPgpass } from './pgpass.js';
 import {
   badSetting,
@@ -16,7 +15,7 @@ import {
   type HostTarget,
   type ParseOptions,
   type PasswordSource,
-  redactedSettings,
+  printSafe,
   SSL_MODES,
   type SslMode,
   TARGET_SESSION_ATTRS,
@@ -319,11 +318,7 @@ export function parseConnectionSettings(input: ConnectionInput, options: ParseOp
       warnings.push(`sslmode=${sslmode} has no effect on the Unix socket ${host}: libpq never uses TLS there.`);
     }
   }
-  Object.defineProperties(settings, {
-    toJSON: { value: () => redactedSettings(settings), enumerable: false },
-    [util.inspect.custom]: { value: () => redactedSettings(settings), enumerable: false },
-  });
-  return settings;
+  return printSafe(settings);
 }
 
 function sourceToPasswordSource(entry: { source: Source } | undefined): PasswordSource {

@@ -1,3 +1,4 @@
+import util from 'node:util';
 import { PgStateError } from './errors.js';
 
 export type SslMode = 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
@@ -155,7 +156,9 @@ export function hostsOf(settings: ConnectionSettings): HostTarget[] {
  */
 export function onPrimary(settings: ConnectionSettings): ConnectionSettings {
   const attrs = settings.targetSessionAttrs ?? 'any';
-  return attrs === 'primary' || attrs === 'read-write' ? settings : { ...settings, targetSessionAttrs: 'primary' };
+  return attrs === 'primary' || attrs === 'read-write'
+    ? settings
+    : printSafe({ ...settings, targetSessionAttrs: 'primary' });
 }
 
 /** `host:port` as a URL writes it (`[::1]:5432`, socket directories percent-encoded). */
@@ -197,4 +200,13 @@ export function redactedSettings(settings: ConnectionSettings): Record<string, u
     password: password === undefined ? undefined : '[redacted]',
     sslKey: sslKey === undefined ? undefined : '[redacted]',
   };
+}
+
+/** Installs `redactedSettings` as `toJSON` and the inspect hook, so printing these settings never leaks a secret. */
+export function printSafe(settings: ConnectionSettings): ConnectionSettings {
+  Object.defineProperties(settings, {
+    toJSON: { value: () => redactedSettings(settings), enumerable: false, configurable: true },
+    [util.inspect.custom]: { value: () => redactedSettings(settings), enumerable: false, configurable: true },
+  });
+  return settings;
 }

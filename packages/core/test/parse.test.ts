@@ -8,8 +8,10 @@ import {
   type ConnectionInput,
   type ConnectionSettings,
   type HostTarget,
+  onPrimary,
   type ParseOptions,
   parseConnectionSettings,
+  settingsForHost,
   tlsAttempts,
 } from '../src/index.js';
 
@@ -633,7 +635,9 @@ test('printing settings never shows the password or the private key', () => {
   }
   const multi = parseConnectionSettings('postgres://u:S3cr3t-print@h1,h2/d', { env: baseEnv });
   expect(multi.hosts?.[1]?.password).toBe('S3cr3t-print');
-  for (const shown of [JSON.stringify(multi), util.inspect(multi, { depth: 5 })]) {
+  // Derived settings (one host of the list, the primary-only copy locks and LISTEN use) print just as safely.
+  const derived = [multi, onPrimary(multi), settingsForHost(multi, multi.hosts?.[1] as HostTarget)];
+  for (const shown of derived.flatMap((d) => [JSON.stringify(d), util.inspect(d, { depth: 5 })])) {
     expect(shown).not.toContain('S3cr3t-print');
   }
   // A spread copy stays usable (and loses only the print hooks).
