@@ -15,7 +15,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { isConnectionLoss, isFailoverError, isPgStateError, parseConnectionSettings } from '@pgstate/core';
+import { isFailoverError, isPgStateError, parseConnectionSettings } from '@pgstate/core';
 import { MeltanoStateStore } from '@pgstate/meltano';
 import {
   normalizeStorageConfig,
@@ -129,7 +129,7 @@ interface FailoverFigures {
   promoteSeconds: number;
   acknowledged: number;
   failedInWindow: number;
-  /** Failures that were pg's own errors, not typed ones (see UNTYPED_CONNECTION_LOSS_TOLERATED). */
+  /** Failures that were not typed errors (pg's own, e.g. "Connection terminated unexpectedly"): never retryable. */
   untypedErrors: number;
   errorKinds: string;
 }
@@ -201,29 +201,16 @@ function expectCleanFailures(writers: Workload[], password: string): void {
 }
 
 /**
- * Adapters that still let pg's own error through when a query's connection is cut mid-flight ("Connection terminated
- * unexpectedly", not a PgStateError). Issue 18 wants a typed retryable error there; until then such an error counts
- * as retryable for these adapters only, and the lane reports how many it saw (figure `untypedErrors`). Remove an
- * adapter from this set once it maps the error, and the lane holds it to the typed rule.
- */
-const UNTYPED_CONNECTION_LOSS_TOLERATED = new Set(['@pgstate/meltano']);
-
-/**
  * A typed pgstate error a caller may retry: the database unreachable or read-only for a moment (a QUERY_FAILED whose
  * cause is a failover: a cut connection or a read-only server), a lock lost or not obtained in the window.
  */
-function pgStateClassifier(adapter: string) {
-  return (error: unknown): { text: string; retryable: boolean } => {
-    if (!isPgStateError(error)) {
-      const tolerated = UNTYPED_CONNECTION_LOSS_TOLERATED.has(adapter) && isConnectionLoss(error);
-      return { text: `untyped ${String(error)}`.slice(0, 500), retryable: tolerated };
-    }
-    const text = `${error.code}: ${error.message}`.slice(0, 500);
-    const retryable =
-      ['UNREACHABLE', 'LOCK_LOST', 'LOCK_TIMEOUT'].includes(error.code) ||
-      (error.code === 'QUERY_FAILED' && isFailoverError(error));
-    return { text, retryable };
-  };
+function classifyPgState(error: unknown): { text: string; retryable: boolean } {
+  if (!isPgStateError(error)) return { text: `untyped ${String(error)}`.slice(0, 500), retryable: false };
+  const text = `${error.code}: ${error.message}`.slice(0, 500);
+  const retryable =
+    ['UNREACHABLE', 'LOCK_LOST', 'LOCK_TIMEOUT'].includes(error.code) ||
+    (error.code === 'QUERY_FAILED' && isFailoverError(error));
+  return { text, retryable };
 }
 
 interface Tenure {
@@ -519,7 +506,7 @@ defineConformance({
         const body = (i: number) => Buffer.from(`checkpoint ${i} `.repeat(100));
         const saves = workload(
           (i) => writerStore.blobs.put(`.pulumi/stacks/app/s${i}.json`, body(i)).then(() => {}),
-          pgStateClassifier('@pgstate/pulumi'),
+          classifyPgState,
         );
         const byOwner = { a: lockA, b: lockB };
         const locks = lockContenders(['a', 'b'], async (owner, record) => {
@@ -592,10 +579,7 @@ defineConformance({
             return store;
           };
           const writer = open();
-          const merges = workload(
-            (i) => writer.merge('job', singer({ [`k${i}`]: i })),
-            pgStateClassifier('@pgstate/meltano'),
-          );
+          const merges = workload((i) => writer.merge('job', singer({ [`k${i}`]: i })), classifyPgState);
           const byOwner = { a: open(), b: open() };
           let n = 0;
           const locks = lockContenders(['a', 'b'], async (owner, record) => {
@@ -710,7 +694,7 @@ defineConformance({
             broken = true;
             throw error;
           }
-        }, pgStateClassifier('@pgstate/powersync'));
+        }, classifyPgState);
         const figures = await failOverUnder(pair, [flushes]);
         const probe = admin();
         const { rows } = await probe.query<{ row_id: string }>(
