@@ -374,7 +374,8 @@ export function clientClassFor(settings: ConnectionSettings): typeof pg.Client {
       const old = self.connection;
       old.removeAllListeners();
       old.on('error', () => {});
-      old.stream.destroy();
+      // One that dropConnection is closing politely finishes on its own (destroying it could cut the Terminate).
+      if (!(old as unknown as { _ending?: boolean })._ending) old.stream.destroy();
       clearTimeout(self.connectionTimeoutHandle);
       self.connection = new pg.Connection({
         ssl: ssl === false ? false : ssl,
