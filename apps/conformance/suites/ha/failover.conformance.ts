@@ -509,8 +509,14 @@ defineConformance({
           classifyPgState,
         );
         const byOwner = { a: lockA, b: lockB };
+        // An acquisition whose reply the failover cut may still have committed: its lock file then holds the stack
+        // with no contender knowing (as with the Pulumi CLI, only `pulumi cancel` frees it). Counted, not a failure.
+        let uncertain = 0;
         const locks = lockContenders(['a', 'b'], async (owner, record) => {
-          const lock = await byOwner[owner as 'a' | 'b'].acquireLock('app', 'locked');
+          const lock = await byOwner[owner as 'a' | 'b'].acquireLock('app', 'locked').catch((error: unknown) => {
+            if (!isPgStateError(error, 'CONFLICT')) uncertain++;
+            throw error;
+          });
           record.acquired = Date.now();
           await sleep(150);
           record.releaseStart = Date.now();
@@ -525,7 +531,13 @@ defineConformance({
             }
           }
         });
-        const figures = await failOverUnder(pair, [saves], (stoppedAt) => tenuresAfter(locks.tenures, stoppedAt) >= 2);
+        // Settled: the lock changed hands on the promoted standby (or, after an uncertain acquisition, 5 s passed).
+        let stopped = 0;
+        const settled = (stoppedAt: number) => {
+          stopped = stoppedAt;
+          return tenuresAfter(locks.tenures, stoppedAt) >= 2 || (uncertain > 0 && Date.now() > stoppedAt + 5000);
+        };
+        const figures = await failOverUnder(pair, [saves], settled);
         await locks.stop();
         const probe = admin();
         const { rows } = await probe.query<{ key: string; md5: string }>(
@@ -541,13 +553,17 @@ defineConformance({
           ...figures,
           acknowledgedLost: lost.length,
           lockTenures: locks.tenures.length,
+          uncertainAcquisitions: uncertain,
         });
         expect.soft(lost, 'acknowledged saves missing after the failover').toEqual([]);
         expectCleanFailures([saves], pair.password);
         expect(locks.tenures.length, 'the lock changed hands').toBeGreaterThan(2);
         expect.soft(overlappingTenures(locks.tenures), 'two holders of the stack lock').toEqual([]);
-        // No lock file left behind by a tenure that ended.
-        expect(rows.filter((r) => r.key.startsWith('.pulumi/locks/'))).toEqual([]);
+        // No lock file left behind by a tenure that ended. Only when the lock never changed hands after the failover
+        // may one be left: the one an acquisition whose reply was cut wrote (it can only be from before the stop).
+        const leftover = rows.filter((r) => r.key.startsWith('.pulumi/locks/')).length;
+        if (tenuresAfter(locks.tenures, stopped) >= 2) expect(leftover, 'lock files left behind').toBe(0);
+        else expect({ leftover, uncertain: uncertain > 0 }).toEqual({ leftover: 1, uncertain: true });
       },
       { timeout: 240_000 },
     );
