@@ -91,6 +91,15 @@ describe('pgstate doctor against a server given by --url', () => {
       data: { reached: url.host, role: 'primary', hosts: 2, targetSessionAttrs: 'read-write' },
     });
     expect(check(ok.doc, 'host').detail).toContain(`reached ${url.host} (one of 2 hosts`);
+    expect(ok.doc.target).toMatchObject({
+      hosts: [
+        { host: '127.0.0.1', port: dead },
+        { host: '127.0.0.1', port: Number(url.port) },
+      ],
+    });
+    expect(JSON.stringify(ok.doc)).not.toContain(url.password);
+    const human = await runCli(['doctor', '--url', hosts], env);
+    expect(human.stdout).toContain(`pgstate doctor  postgres://${url.username}@127.0.0.1:${dead},${url.host}/`);
     // The pooler check compares with the port of the host reached, not the first one listed.
     expect(check(ok.doc, 'pooler')).toMatchObject({
       detail: 'direct connection (no pooler detected)',

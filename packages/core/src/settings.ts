@@ -176,7 +176,9 @@ export function hostLabel(target: Pick<HostTarget, 'host' | 'port'>): string {
  * all, like the URL a user would write.
  */
 export function describeConnection(
-  settings: Pick<ConnectionSettings, 'host' | 'port' | 'user' | 'database'> & { hosts?: HostTarget[] | undefined },
+  settings: Pick<ConnectionSettings, 'host' | 'port' | 'user' | 'database'> & {
+    hosts?: Array<Pick<HostTarget, 'host' | 'port'>> | undefined;
+  },
 ): string {
   const hosts = settings.hosts?.length ? settings.hosts : [settings];
   return `postgres://${encodeURIComponent(settings.user)}@${hosts.map(hostLabel).join(',')}/${encodeURIComponent(settings.database)}`;

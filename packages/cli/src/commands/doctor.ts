@@ -5,6 +5,7 @@ import {
   connectedHost,
   createPool,
   describeConnection,
+  hostsOf,
   isPgStateError,
   LayoutMismatchError,
   PgStateError,
@@ -113,7 +114,11 @@ export function register(program: Command, context: CommandContext): void {
 }
 
 interface Report {
-  target: Pick<ConnectionSettings, 'host' | 'port' | 'user' | 'database' | 'sslmode'> | undefined;
+  target:
+    | (Pick<ConnectionSettings, 'host' | 'port' | 'user' | 'database' | 'sslmode'> & {
+        hosts: Array<{ host: string; port: number }>;
+      })
+    | undefined;
   embedded: boolean;
   checks: DoctorCheck[];
 }
@@ -140,6 +145,8 @@ async function runDoctor(context: CommandContext, flags: DoctorFlags): Promise<R
   const target = {
     host: settings.host,
     port: settings.port,
+    // Every host of a multi-host URL, in order (names and ports only).
+    hosts: hostsOf(settings).map(({ host, port }) => ({ host, port })),
     user: settings.user,
     database: settings.database,
     sslmode: settings.sslmode,
