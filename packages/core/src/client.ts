@@ -189,7 +189,7 @@ function walkError(settings: ConnectionSettings, failures: HostFailure[]): PgSta
 
 /** Queries that fail this way leave the connection unfit for reuse: 25006 (read-only: a standby), or a lost server. */
 function poisonsConnection(error: unknown): boolean {
-  return (error instanceof pg.DatabaseError && error.code === '25006') || isConnectionLoss(error);
+  return pgErrorKind(error) === 'read-only-transaction' || isConnectionLoss(error);
 }
 
 /**
