@@ -276,7 +276,7 @@ describe("doctor's host check (checkServerRole)", () => {
 describe('failover: the primary stops, the standby is promoted (this ends the pair)', () => {
   test('pools, advisory locks and leases carry on on the new primary without a restart', async () => {
     const settings = parseConnectionSettings(
-      url([primary.port, standby.port], { target_session_attrs: 'read-write', connect_timeout: '2' }),
+      url([primary.port, standby.port], { target_session_attrs: 'read-write', connect_timeout: '10' }),
     );
     const pool = createPool(settings);
     pools.push(pool);
@@ -301,8 +301,11 @@ describe('failover: the primary stops, the standby is promoted (this ends the pa
     const during = await rejectionOf(pool.query("INSERT INTO ha (v) VALUES ('during')"));
     expect(isFailoverError(during)).toBe(true);
     expect(during).toMatchObject({ code: 'UNREACHABLE' });
-    expect((during as Error).message).toContain(
-      `127.0.0.1:${primary.port}: connection refused; 127.0.0.1:${standby.port}: server is in read-only mode`,
+    // On a loaded machine the standby may not answer within connect_timeout: either way both attempts are named.
+    expect((during as Error).message).toMatch(
+      new RegExp(
+        `127\\.0\\.0\\.1:${primary.port}: connection refused; 127\\.0\\.0\\.1:${standby.port}: (server is in read-only mode|timed out)`,
+      ),
     );
     expectNoSecret(during, primary.password);
     // An idempotent read under withRetry rides out the failover.
