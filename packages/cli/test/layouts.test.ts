@@ -147,6 +147,36 @@ describe('Pulumi’s native table (the one `pulumi login postgres://` writes)', 
   });
 });
 
+describe('settings from the URL path and the environment', () => {
+  it('plain doctor (every adapter) warns on Pulumi’s native table and names --layout native', async () => {
+    const other = await createTestDatabase(inject('pgUrl'), 'cli_layouts_plain');
+    const pool = new pg.Pool({ connectionString: other.url, max: 1 });
+    try {
+      await pool.query(
+        'CREATE TABLE public.pulumi_state (key text PRIMARY KEY, data json NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())',
+      );
+      const r = await runCli(['--url', other.url, 'doctor', '--json'], env);
+      const check = (JSON.parse(r.stdout).data.checks as Array<{ id: string; status: string; fix?: string }>).find(
+        (c) => c.id === 'migrations:pulumi',
+      );
+      expect(check).toMatchObject({ status: 'warn' });
+      expect(check?.fix).toContain('--layout native');
+    } finally {
+      await pool.end();
+      await other.drop();
+    }
+  });
+
+  it('migrate --adapter meltano reads MELTANO_STATE_BACKEND_POSTGRES_SCHEMA like the store does', async () => {
+    const r = await runCli(['--url', db.url, 'migrate', '--adapter', 'meltano'], {
+      ...env,
+      MELTANO_STATE_BACKEND_POSTGRES_SCHEMA: 'mel_env',
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect((await admin.query("SELECT to_regclass('mel_env.meltano_state') AS t")).rows[0].t).not.toBeNull();
+  });
+});
+
 describe('Meltano buckets in serve', () => {
   it('honour ?schema= (URL or per bucket) and migrate themselves on an unmigrated database, never a 500', async () => {
     for (const [url, bucket, schema] of [
