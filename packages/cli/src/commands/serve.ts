@@ -336,7 +336,10 @@ export function register(program: Command, context: CommandContext): void {
       // Multipart parts wait in the gateway's tables: apply that migration set now (the Pulumi handler applies its own
       // on first use). A role that may not keeps serving: this warns once, and multipart requests answer 403 naming the
       // same fix.
-      await migrate(pool, { adapter: 'gateway' }).catch((error: unknown) => {
+      // The gateway's tables read the same settings as `pgstate migrate --adapter gateway` (e.g. `?schema=`), so both
+      // commands agree on where they are.
+      const gatewayTables = await bucketTarget(context, adapterNamed('gateway'), {});
+      await migrate(pool, gatewayTables.target).catch((error: unknown) => {
         baseLogger({
           level: 'warn',
           msg: 'multipart uploads unavailable until the gateway tables are migrated',
@@ -353,7 +356,7 @@ export function register(program: Command, context: CommandContext): void {
           flags.tlsCert && flags.tlsKey
             ? { cert: fs.readFileSync(flags.tlsCert), key: fs.readFileSync(flags.tlsKey) }
             : undefined,
-        uploads: { pool },
+        uploads: { pool, ...(gatewayTables.settings.schema ? { schema: gatewayTables.settings.schema } : {}) },
         limits: { maxObjectBytes: Math.floor(maxObjectMb * 1024 * 1024), shutdownGraceMs: graceSeconds * 1000 },
         logger: metrics ? metrics.logger(baseLogger) : baseLogger,
         readiness,
