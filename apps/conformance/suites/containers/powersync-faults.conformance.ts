@@ -281,7 +281,10 @@ defineConformance({
 
     test(
       'docker kill + start with the data volume during live checkpoints: the watcher resumes by itself and misses no acknowledged checkpoint',
-      async ({ adapter: factory, faults, probes }) => {
+      async ({ adapter: factory, faults, probes, admin }) => {
+        const startedAt = async () =>
+          (await admin.query<{ t: string }>('SELECT pg_postmaster_start_time()::text AS t')).rows[0]!.t;
+        const startedBefore = await startedAt();
         const { stream, storage } = await activeStream(factory, [{ id: 'r0', description: 'row 0' }]);
         const groupId = stream.replicationStreamId;
 
@@ -301,7 +304,6 @@ defineConformance({
 
         // The replicator: one transaction (one row) per checkpoint; on an error, a new writer re-applies it.
         const acked: { checkpoint: bigint; i: number; afterRestart: boolean }[] = [];
-        const failures: string[] = [];
         let restarted = false;
         let stop = false;
         const replicator = (async () => {
@@ -317,8 +319,8 @@ defineConformance({
               // Wait for the watcher before the next commit, so each checkpoint must be seen on its own.
               await until(`checkpoint ${checkpoint} observed`, 60_000, () => seen(checkpoint) || watchError != null);
               i++;
-            } catch (error) {
-              failures.push(String(error));
+            } catch {
+              // The server went away mid-call: as the replicator does, start over with a new writer.
               await quietly(current?.writer);
               current = undefined;
               await sleep(200);
@@ -365,7 +367,8 @@ defineConformance({
         for (const a of acked)
           expect(view.rows[`r${a.i}`], `row r${a.i}`).toEqual({ id: `r${a.i}`, description: `row ${a.i}` });
         expect(view.checksumsAgree).toBe(true);
-        expect(failures.length, 'the restart was noticed by the replicator').toBeGreaterThan(0);
+        // The server really restarted (the replicator may or may not have had a call in flight at that moment).
+        expect(await startedAt()).not.toBe(startedBefore);
       },
       { privateServer: 'container', timeout: 300_000 },
     );
