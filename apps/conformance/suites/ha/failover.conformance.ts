@@ -5,14 +5,11 @@
 // failure in the window is a retryable one (S3 503, a typed PgStateError) without a stack trace or the password, and
 // no lock has two holders across the failover. The seconds until writes resume are reported as a figure, never
 // asserted (beyond a generous give-up deadline). NOT RUN where PostgreSQL binaries with pg_basebackup are missing.
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
-import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { isFailoverError, isPgStateError, parseConnectionSettings } from '@pgstate/core';
@@ -31,9 +28,9 @@ import pg from 'pg';
 import { expect, inject } from 'vitest';
 import { type HaPair, haInstallation, startHaPair } from '../../src/ha.js';
 import { defineConformance, type SuiteContext } from '../../src/kit.js';
+import { needPgstateBin, spawnServe } from '../../src/serve.js';
 
 const { runDir, server, ciMajors } = inject('conformanceTarget');
-const BIN = path.join(path.dirname(createRequire(import.meta.url).resolve('pgstate/package.json')), 'dist', 'bin.js');
 const installation = haInstallation(server);
 /** How long writes may stay down after the failover before the test gives up (not a timing goal: that is 30 s). */
 const GIVE_UP_MS = 90_000;
@@ -300,15 +297,13 @@ const WRITER = { accessKeyId: 'AKHAWRITER', secretAccessKey: 'ha-writer-secret-5
 async function startServe(
   url: string,
   dir: string,
-): Promise<{ endpoint: string; log: () => string; stop(): Promise<void> }> {
+): Promise<{ endpoint: string; log: () => string; stop(): Promise<unknown> }> {
   const keysFile = path.join(dir, 'keys.json');
   fs.writeFileSync(keysFile, JSON.stringify({ keys: [{ ...WRITER, buckets: { 'pulumi-state': 'read-write' } }] }), {
     mode: 0o600,
   });
-  const child = spawn(
-    process.execPath,
+  const serve = await spawnServe(
     [
-      BIN,
       '--json',
       'serve',
       '--listen',
@@ -320,32 +315,9 @@ async function startServe(
       '--shutdown-grace',
       '2',
     ],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '', HOME: dir, PGSTATE_URL: url } },
+    { PATH: process.env.PATH ?? '', HOME: dir, PGSTATE_URL: url },
   );
-  let log = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => {
-    log += d;
-  });
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  const endpoint = await new Promise<string>((resolve, reject) => {
-    let text = '';
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      text += `${line}\n`;
-      try {
-        const doc = JSON.parse(text) as { url?: string; data?: { url: string } };
-        resolve(new URL(doc.data?.url ?? doc.url ?? '').origin);
-      } catch {}
-    });
-    void exited.then((code) => reject(new Error(`serve exited ${code}: ${text}${log.slice(-2000)}`)));
-  });
-  return {
-    endpoint,
-    log: () => log,
-    async stop() {
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
+  return { endpoint: serve.url.origin, log: serve.log, stop: serve.stop };
 }
 
 /**
@@ -417,7 +389,7 @@ defineConformance({
   lanes: [
     {
       ...LANES[0]!,
-      requires: () => laneUnavailable() ?? (fs.existsSync(BIN) ? undefined : `the pgstate CLI is not built (${BIN})`),
+      requires: () => laneUnavailable() ?? needPgstateBin(),
     },
   ],
   create: () => ({}),

@@ -4,13 +4,10 @@
 // byte-exact, CRC32 checksums verified on the parts and on the GET); contenders racing for one Pulumi stack lock
 // through both gateways, with the CLI's own lock-file protocol, end with exactly one holder. Every hop but PostgreSQL
 // is stateless, so nothing here depends on which gateway a request reaches.
-import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
-import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import {
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
@@ -26,9 +23,8 @@ import { migrate } from '@pgstate/schema';
 import type pg from 'pg';
 import { expect } from 'vitest';
 import { defineConformance, type LaneTarget } from '../../src/kit.js';
+import { needPgstateBin as needBin, type ServeProcess, spawnServe } from '../../src/serve.js';
 
-const BIN = path.join(path.dirname(createRequire(import.meta.url).resolve('pgstate/package.json')), 'dist', 'bin.js');
-const needBin = () => (fs.existsSync(BIN) ? undefined : `the pgstate CLI is not built (${BIN})`);
 const KEY = { accessKeyId: 'AKTWOGATEWAYS', secretAccessKey: 'two-gateways-secret-5d2e8c' };
 const BUCKET = 'pulumi-state';
 const MIB = 1024 * 1024;
@@ -36,16 +32,18 @@ const md5 = (b: Uint8Array) => createHash('md5').update(b).digest('hex');
 
 /** One `pgstate serve` process; its request log tells which requests it served. */
 class Gateway {
-  child!: ChildProcess;
-  port!: number;
-  log = '';
-  private exited!: Promise<number | null>;
+  private proc!: ServeProcess;
+
+  get port(): number {
+    return Number(this.proc.url.port);
+  }
+  get log(): string {
+    return this.proc.log();
+  }
 
   async start(lane: LaneTarget, keysFile: string, name: string): Promise<void> {
-    this.child = spawn(
-      process.execPath,
+    this.proc = await spawnServe(
       [
-        BIN,
         '--json',
         '--application-name',
         name,
@@ -61,24 +59,8 @@ class Gateway {
         '--shutdown-grace',
         '5',
       ],
-      { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '', HOME: os.tmpdir() } },
+      { PATH: process.env.PATH ?? '', HOME: os.tmpdir() },
     );
-    this.child.stderr!.on('data', (d) => {
-      this.log += d;
-    });
-    this.exited = new Promise((resolve) => this.child.once('exit', resolve));
-    const doc = await new Promise<{ url: string }>((resolve, reject) => {
-      let text = '';
-      createInterface({ input: this.child.stdout! }).on('line', (line) => {
-        text += `${line}\n`;
-        try {
-          const parsed = JSON.parse(text) as { url?: string; data?: { url: string } };
-          resolve(parsed.data ?? (parsed as { url: string }));
-        } catch {}
-      });
-      void this.exited.then((code) => reject(new Error(`serve exited ${code}: ${this.log}`)));
-    });
-    this.port = Number(new URL(doc.url).port);
   }
 
   /** S3 operations this gateway logged, in order. */
@@ -90,8 +72,7 @@ class Gateway {
   }
 
   async stop(): Promise<number | null> {
-    this.child.kill('SIGTERM');
-    return this.exited;
+    return this.proc.stop();
   }
 }
 

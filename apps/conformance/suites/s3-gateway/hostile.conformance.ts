@@ -4,22 +4,18 @@
 // killed mid-upload, a PostgreSQL restart, and 16 concurrent 100 MB uploads against the memory bound. After each
 // class: PostgreSQL holds nothing the attack wrote, the server still serves, and no secret appeared in any response
 // or in the server's log. Every loop is bounded.
-import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, createHmac } from 'node:crypto';
 import fs from 'node:fs';
-import { createRequire } from 'node:module';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type pg from 'pg';
 import { expect } from 'vitest';
 import { defineConformance, type LaneTarget } from '../../src/kit.js';
+import { PGSTATE_BIN as BIN, needPgstateBin as needBin, type ServeProcess, spawnServe } from '../../src/serve.js';
 
-const BIN = path.join(path.dirname(createRequire(import.meta.url).resolve('pgstate/package.json')), 'dist', 'bin.js');
-const needBin = () => (fs.existsSync(BIN) ? undefined : `the pgstate CLI is not built (${BIN})`);
 const HOSTILE = { lanes: ['hostile-client'] };
 const APP = 'pgstate-serve-hostile';
 const MIB = 1024 * 1024;
@@ -55,17 +51,22 @@ interface Answer {
 
 /** The running server and everything it and the attacker saw, for the secret check. */
 class Serve {
-  child!: ChildProcess;
-  url!: URL;
-  log = '';
+  private proc!: ServeProcess;
   seen: string[] = [];
-  private exited!: Promise<number | null>;
+
+  get url(): URL {
+    return this.proc.url;
+  }
+  get child(): ServeProcess['child'] {
+    return this.proc.child;
+  }
+  get log(): string {
+    return this.proc.log();
+  }
 
   async start(lane: LaneTarget, keysFile: string): Promise<void> {
-    this.child = spawn(
-      process.execPath,
+    this.proc = await spawnServe(
       [
-        BIN,
         '--json',
         '--application-name',
         APP,
@@ -83,25 +84,8 @@ class Serve {
         '--shutdown-grace',
         '5',
       ],
-      { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '', HOME: os.tmpdir() } },
+      { PATH: process.env.PATH ?? '', HOME: os.tmpdir() },
     );
-    this.child.stderr!.on('data', (d) => {
-      this.log += d;
-    });
-    this.exited = new Promise((resolve) => this.child.once('exit', resolve));
-    const doc = await new Promise<{ url: string }>((resolve, reject) => {
-      let text = '';
-      createInterface({ input: this.child.stdout! }).on('line', (line) => {
-        text += `${line}\n`;
-        try {
-          // `--json` prints one document (in the CLI's envelope, `{"ok": true, "data": ...}`, where it has one).
-          const parsed = JSON.parse(text) as { url?: string; data?: { url: string } };
-          resolve(parsed.data ?? (parsed as { url: string }));
-        } catch {}
-      });
-      void this.exited.then((code) => reject(new Error(`serve exited ${code}: ${this.log}`)));
-    });
-    this.url = new URL(doc.url);
   }
 
   /** One raw HTTP exchange on a fresh socket; resolves with what came back before the server closed or answered. */
@@ -219,8 +203,7 @@ class Serve {
   }
 
   async stop(): Promise<number | null> {
-    this.child.kill('SIGTERM');
-    return this.exited;
+    return this.proc.stop();
   }
 
   /** No secret (access keys' secrets, the database password) in anything the server said or logged. */
