@@ -83,6 +83,7 @@ describe('pgstate serve', () => {
     const open = await runCli(['serve', '--url', db.url, '--listen-host', '0.0.0.0', '--listen-port', '0'], env);
     expect(open.code).toBe(2);
     expect(open.stderr).toMatch(/without access keys/);
+    expect(open.stderr).toMatch(/--access-key/);
     const bad = await runCli(['serve', '--url', db.url, '--bucket', 'x=nothing'], env);
     expect(bad.code).toBe(2);
   });

@@ -788,7 +788,7 @@ export function mapError(error: unknown, rethrow = false): PgStateError {
     });
   } else if (kind === 'undefined-table') {
     mapped = new PgStateError('MIGRATIONS_PENDING', `A Pulumi table is missing: ${message}`, {
-      fix: 'Run `pgstate migrate --adapter pulumi` (with --table/--schema as configured) as a role that may create tables.',
+      fix: 'Apply the Pulumi migrations for this schema and table (`migrate` of @pgstate/schema, or `pgstate migrate`) as a role that may create tables.',
       cause: error,
     });
   } else if (kind === 'connection-lost') {

@@ -50,7 +50,7 @@ export function createGatewayContext(options: GatewayContextOptions): GatewayCon
   for (const c of options.credentials) {
     if (!c.accessKeyId || !c.secretAccessKey) {
       throw new PgStateError('BAD_SETTING', 'An access key needs both an access key id and a secret access key.', {
-        fix: 'Pass --access-key and --secret-key together (or PGSTATE_S3_ACCESS_KEY_ID / PGSTATE_S3_SECRET_ACCESS_KEY).',
+        fix: 'Give every credential both an accessKeyId and a secretAccessKey.',
       });
     }
     if (credentials.has(c.accessKeyId)) {

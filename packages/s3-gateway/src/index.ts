@@ -10,5 +10,5 @@ export {
   type S3GatewayOptions,
 } from './options.js';
 export { type PulumiBackend, type PulumiBackendOptions, startPulumiBackend } from './pulumi-backend.js';
-export { createS3Gateway } from './server.js';
+export { createS3Gateway, isLoopbackHost } from './server.js';
 export type { BucketAccess, Credential } from './sigv4.js';

@@ -22,6 +22,9 @@ import { s3Xml } from './xml.js';
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/i;
 
+/** Whether a listen address is reachable only from this machine (the only place an open gateway may listen). */
+export const isLoopbackHost = (host: string): boolean => LOOPBACK.test(host);
+
 export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gateway> {
   const host = options.host ?? '127.0.0.1';
   const log: Logger = options.logger === false ? silentLogger : (options.logger ?? jsonStderrLogger);
@@ -40,9 +43,9 @@ export async function createS3Gateway(options: S3GatewayOptions): Promise<S3Gate
     },
   });
   const limits = ctx.limits;
-  if (ctx.credentials.size === 0 && !LOOPBACK.test(host)) {
+  if (ctx.credentials.size === 0 && !isLoopbackHost(host)) {
     throw new PgStateError('BAD_SETTING', `Refusing to listen on ${host} without access keys.`, {
-      fix: 'Configure an access key and secret (--access-key/--secret-key), or listen on 127.0.0.1.',
+      fix: 'Give the gateway credentials (an access key id and its secret), or listen on a loopback address.',
     });
   }
   for (const name of Object.keys(options.buckets)) {

@@ -8,6 +8,7 @@ import {
   type Credential,
   createGatewayMetrics,
   createS3Gateway,
+  isLoopbackHost,
   jsonStderrLogger,
   type Logger,
   startMetricsListener,
@@ -316,6 +317,12 @@ export function register(program: Command, context: CommandContext): void {
       for (const c of credentials) (context as { secrets?: string[] }).secrets?.push(c.secretAccessKey);
       if (flags.accessKey && flags.secretKey) {
         credentials.unshift({ accessKeyId: flags.accessKey, secretAccessKey: flags.secretKey });
+      }
+      if (credentials.length === 0 && !isLoopbackHost(listen.host)) {
+        throw new UsageError(
+          `Refusing to listen on ${listen.host} without access keys.`,
+          'Set --access-key/--secret-key (or PGSTATE_S3_ACCESS_KEY_ID / PGSTATE_S3_SECRET_ACCESS_KEY, or --keys-file), or listen on 127.0.0.1.',
+        );
       }
       const handlers: Record<string, BucketHandler> = {};
       const targets = new Map<string, Selected>();
