@@ -71,20 +71,15 @@ export function withTable(
   objects: () => Record<string, unknown>,
   extra: Partial<ResolvedTarget> = {},
 ): ResolvedTarget {
-  return {
-    set,
-    adapter,
-    layout: null,
-    schema,
+  return withSchema(set, adapter, schema, objects, {
     table,
     config: `${adapter}:${schema}.${table}`,
     substitutions: [
       [SCHEMA_PLACEHOLDER, schema],
       [TABLE_PLACEHOLDER, table],
     ],
-    objects,
     ...extra,
-  };
+  });
 }
 
 /** The columns and their types of a table, or null when it does not exist. */

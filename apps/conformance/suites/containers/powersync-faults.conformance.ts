@@ -11,13 +11,11 @@ import {
   type BucketStorageBatch,
   type CreateWriterOptions,
   checkpointNotifier,
-  normalizeStorageConfig,
   type OplogEntry,
   type PersistedReplicationStream,
-  PgStateBucketStorageFactory,
+  type PgStateBucketStorageFactory,
   type PgStateStorageConfig,
   SaveOperationTag,
-  type SourceEntityDescriptor,
   type SourceTable,
   type SyncRulesBucketStorage,
   syncRulesFromYaml,
@@ -26,27 +24,14 @@ import {
 import type pg from 'pg';
 import { expect } from 'vitest';
 import { defineConformance, type LaneTarget } from '../../src/kit.js';
+import { factoryFor, lsn, POWERSYNC_SCHEMA, TODOS } from '../../src/powersync-fixtures.js';
 
-const SCHEMA = 'powersync';
+const SCHEMA = POWERSYNC_SCHEMA;
 const YAML = 'bucket_definitions:\n  global:\n    data:\n      - SELECT id, description FROM todos\n';
-const lsn = (n: number) => `00000000/${n.toString(16).toUpperCase().padStart(8, '0')}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-/** The relation as the Postgres replicator describes `public.todos`. */
-const TODOS: SourceEntityDescriptor = {
-  connectionTag: 'default',
-  objectId: 16_385,
-  schema: 'public',
-  name: 'todos',
-  replicaIdColumns: [{ name: 'id', type: 'text', typeId: 25 }],
-};
 const STREAMING: CreateWriterOptions = { zeroLSN: lsn(0), defaultSchema: 'public', storeCurrentData: true };
 /** What a user sets so that a frozen server cannot hold the replicator: connect and query timeouts. */
 const TIMEOUTS: Partial<PgStateStorageConfig> = { connect_timeout: 2, query_timeout_ms: 2000 };
-
-const factoryFor = (url: string, extra: Partial<PgStateStorageConfig> = {}) =>
-  new PgStateBucketStorageFactory({
-    config: normalizeStorageConfig({ type: 'pgstate', uri: url, schema: SCHEMA, ...extra }),
-  });
 
 /** Gives up waiting (a hang detector, not a timing check) and says what did not happen. */
 async function within<T>(what: string, ms: number, promise: Promise<T>): Promise<T> {

@@ -10,12 +10,9 @@ import {
   type BucketStorageFactory,
   type CreateWriterOptions,
   type FlushedResult,
-  normalizeStorageConfig,
   type OplogEntry,
   type PersistedReplicationStream,
-  PgStateBucketStorageFactory,
   SaveOperationTag,
-  type SourceEntityDescriptor,
   type SourceTable,
   STORAGE_VERSION_CONFIG,
   type SyncRulesBucketStorage,
@@ -25,18 +22,10 @@ import {
 import type pg from 'pg';
 import { expect } from 'vitest';
 import { defineConformance } from '../../src/kit.js';
+import { factoryFor, lsn, POWERSYNC_SCHEMA, TODOS } from '../../src/powersync-fixtures.js';
 
-const SCHEMA = 'powersync';
-const ZERO_LSN = '00000000/00000000';
-const lsn = (n: number) => `00000000/${n.toString(16).toUpperCase().padStart(8, '0')}`;
-/** The relation as the replicator describes `public.todos` (replica identity: primary key `id text`). */
-const TODOS: SourceEntityDescriptor = {
-  connectionTag: 'default',
-  objectId: 16_385,
-  schema: 'public',
-  name: 'todos',
-  replicaIdColumns: [{ name: 'id', type: 'text', typeId: 25 }],
-};
+const SCHEMA = POWERSYNC_SCHEMA;
+const ZERO_LSN = lsn(0);
 /** What the replicator passes to startBatch for the snapshot and for streaming. */
 const SNAPSHOT_BATCH: CreateWriterOptions = {
   zeroLSN: ZERO_LSN,
@@ -52,9 +41,6 @@ const STREAM_BATCH: CreateWriterOptions = {
 
 type Row = { id: string; description: string; done: bigint };
 type Change = { op: 'insert' | 'update' | 'delete'; row: Row };
-
-const factoryFor = (uri: string) =>
-  new PgStateBucketStorageFactory({ config: normalizeStorageConfig({ type: 'pgstate', uri, schema: SCHEMA }) });
 
 /** The source table: rows as the replicator decodes them (booleans become 0n/1n) and the changes applied to it. */
 class SourceModel {
